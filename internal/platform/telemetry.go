@@ -1,0 +1,143 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// Telemetry is what a service needs to trace and measure itself. Services receive it in their
+// config instead of reaching for OpenTelemetry's globals, so tests can hand in recorders.
+type Telemetry struct {
+	Tracer     trace.TracerProvider
+	Meter      metric.MeterProvider
+	Propagator propagation.TextMapPropagator
+}
+
+// NoTelemetry records nothing but still propagates trace context, so a caller's trace id
+// flows through a service that exports nothing.
+func NoTelemetry() Telemetry {
+	return Telemetry{
+		Tracer:     tracenoop.NewTracerProvider(),
+		Meter:      metricnoop.NewMeterProvider(),
+		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+	}
+}
+
+// OrDefault fills unset fields with NoTelemetry's.
+func (t Telemetry) OrDefault() Telemetry {
+	d := NoTelemetry()
+	if t.Tracer == nil {
+		t.Tracer = d.Tracer
+	}
+	if t.Meter == nil {
+		t.Meter = d.Meter
+	}
+	if t.Propagator == nil {
+		t.Propagator = d.Propagator
+	}
+	return t
+}
+
+// SetupTelemetry builds exporters from the standard OTEL_* variables. With no OTLP endpoint
+// configured (or OTEL_SDK_DISABLED=true, or the exporters set to none) nothing is exported and
+// nothing fails. shutdown flushes what is buffered.
+func SetupTelemetry(ctx context.Context, serviceName string, getenv func(string) string) (tel Telemetry, shutdown func(context.Context) error, err error) {
+	tel = NoTelemetry()
+	shutdown = func(context.Context) error { return nil }
+	if disabled, _ := ParseBool(getenv("OTEL_SDK_DISABLED")); disabled {
+		return tel, shutdown, nil
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
+		semconv.ServiceName(serviceName), semconv.ServiceNamespace("tuturu")))
+	if err != nil {
+		// A schema conflict between resource.Default and ours only loses attributes.
+		res = resource.Default()
+	}
+	var stops []func(context.Context) error
+	if wants(getenv, "TRACES") {
+		exp, err := traceExporter(ctx, getenv)
+		if err != nil {
+			return tel, shutdown, fmt.Errorf("OTLP trace exporter: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		tel.Tracer = tp
+		stops = append(stops, tp.Shutdown)
+	}
+	if wants(getenv, "METRICS") {
+		exp, err := metricExporter(ctx, getenv)
+		if err != nil {
+			return tel, shutdown, fmt.Errorf("OTLP metric exporter: %w", err)
+		}
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res),
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(15*time.Second))))
+		tel.Meter = mp
+		stops = append(stops, mp.Shutdown)
+	}
+	shutdown = func(ctx context.Context) error {
+		var errs []error
+		for _, stop := range stops {
+			errs = append(errs, stop(ctx))
+		}
+		return errors.Join(errs...)
+	}
+	return tel, shutdown, nil
+}
+
+// wants reports whether a signal (TRACES or METRICS) should be exported over OTLP: an endpoint
+// is configured for it and its OTEL_<signal>_EXPORTER is not "none".
+func wants(getenv func(string) string, signal string) bool {
+	if exp := strings.ToLower(getenv("OTEL_" + signal + "_EXPORTER")); exp != "" && exp != "otlp" {
+		return false
+	}
+	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
+}
+
+func protocol(getenv func(string) string, signal string) string {
+	if p := getenv("OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL"); p != "" {
+		return p
+	}
+	if p := getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" {
+		return p
+	}
+	return "http/protobuf"
+}
+
+// The exporters read their endpoint, headers, TLS and timeout from the OTEL_* variables.
+func traceExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	switch p := protocol(getenv, "TRACES"); p {
+	case "grpc":
+		return otlptracegrpc.New(ctx)
+	case "http/protobuf":
+		return otlptracehttp.New(ctx)
+	default:
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not grpc or http/protobuf", p)
+	}
+}
+
+func metricExporter(ctx context.Context, getenv func(string) string) (sdkmetric.Exporter, error) {
+	switch p := protocol(getenv, "METRICS"); p {
+	case "grpc":
+		return otlpmetricgrpc.New(ctx)
+	case "http/protobuf":
+		return otlpmetrichttp.New(ctx)
+	default:
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not grpc or http/protobuf", p)
+	}
+}

@@ -1,0 +1,28 @@
+package roomsvc
+
+import (
+	"net"
+	"time"
+
+	"github.com/tuturu/tuturu/internal/platform"
+)
+
+// Config configures the room service.
+type Config struct {
+	platform.Base
+	// Addr is where the Connect server listens.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr (tests pass port 0).
+	Listener net.Listener
+	// CredsvcURL is the credential service's base URL, told when a member is gone for good.
+	CredsvcURL string
+	// ResumeGrace is how long a dropped member's slot is held for a resume.
+	ResumeGrace time.Duration
+}
+
+// Bind registers the room service's flags and environment variables.
+func (c *Config) Bind(v *platform.Vars) {
+	v.String(&c.Addr, "roomsvc-addr", "ROOMSVC_ADDR", "127.0.0.1:9101", "room service listen address")
+	v.String(&c.CredsvcURL, "credsvc-url", "CREDSVC_URL", "http://127.0.0.1:9102", "credential service base URL")
+	v.Duration(&c.ResumeGrace, "resume-grace", "RESUME_GRACE", 30*time.Second, "how long a dropped member's slot is held for a resume")
+}
