@@ -1,7 +1,11 @@
 package credsvc
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tuturu/tuturu/internal/platform"
@@ -12,26 +16,149 @@ type Config struct {
 	platform.Base
 	// Addr is where the Connect server listens.
 	Addr string
-	// Listener, when set, is used instead of listening on Addr (tests pass port 0).
+	// Listener, when set, is used instead of listening on Addr (tests pass port 0). New owns it
+	// from then on and closes it if it fails.
 	Listener net.Listener
-	// TurnSecret, when set, is the initial TURN secret instead of a generated one.
+	// DBPath is the bbolt file; empty means <DataDir>/credsvc.db.
+	DBPath string
+	// TurnSecret, when set, is the active TURN secret: at start it replaces a different stored
+	// active secret, which keeps verifying until its credentials expire.
 	TurnSecret string
-	// TTL is the lifetime of issued TURN credentials.
+	// TTL is the default lifetime of issued TURN credentials.
 	TTL time.Duration
+	// MaxTTL caps requested lifetimes; participant revocations last this long.
+	MaxTTL time.Duration
 	// STUNServers are handed to clients before the TURN entries.
 	STUNServers []string
 	// TurnHost is the host (name or IP) put in the TURN URLs handed to clients.
 	TurnHost string
 	// TurnPort is the TURN UDP/TCP port in those URLs.
 	TurnPort int
+	// TurnTLSPort adds a turns: URL on that port; 0 leaves it out.
+	TurnTLSPort int
+	// SweepInterval is how often expired revocations are forgotten and old secrets retired.
+	SweepInterval time.Duration
+	// Now is the clock; nil means time.Now. Tests set it to move time forward.
+	Now func() time.Time
 }
+
+// Names of the variables, used in validation errors.
+const (
+	envTurnSecret = "TURN_SECRET (-turn-secret)"
+	envTTL        = "TURN_TTL (-turn-ttl)"
+	envMaxTTL     = "TURN_MAX_TTL (-turn-max-ttl)"
+	envSTUN       = "STUN_SERVERS (-stun-servers)"
+	envTurnHost   = "TURN_HOST (-turn-host)"
+	envTurnPort   = "TURN_PORT (-turn-port)"
+	envTLSPort    = "TURN_TLS_PORT (-turn-tls-port)"
+	envSweep      = "CREDSVC_SWEEP_INTERVAL (-credsvc-sweep-interval)"
+)
+
+// minSecretLen is the shortest TURN_SECRET accepted: shorter ones are guessable offline from
+// any issued password.
+const minSecretLen = 32
 
 // Bind registers the credential service's flags and environment variables.
 func (c *Config) Bind(v *platform.Vars) {
 	v.String(&c.Addr, "credsvc-addr", "CREDSVC_ADDR", "127.0.0.1:9102", "credential service listen address")
+	v.String(&c.DBPath, "credsvc-db", "CREDSVC_DB", "", "credential database (bbolt) file; <data-dir>/credsvc.db when empty")
 	v.String(&c.TurnSecret, "turn-secret", "TURN_SECRET", "", "initial TURN shared secret (>= 32 characters); generated when empty")
 	v.Duration(&c.TTL, "turn-ttl", "TURN_TTL", 4*time.Hour, "lifetime of issued TURN credentials")
+	// 24 h: a call longer than a day can renew; longer-lived credentials are a liability.
+	v.Duration(&c.MaxTTL, "turn-max-ttl", "TURN_MAX_TTL", 24*time.Hour, "longest TURN credential lifetime a caller may ask for")
 	v.List(&c.STUNServers, "stun-servers", "STUN_SERVERS", "", "comma-separated STUN URLs handed to clients")
 	v.String(&c.TurnHost, "turn-host", "TURN_HOST", "127.0.0.1", "host name or IP in the TURN URLs handed to clients")
 	v.Port(&c.TurnPort, "turn-port", "TURN_PORT", 3478, "TURN UDP/TCP port")
+	v.Int(&c.TurnTLSPort, "turn-tls-port", "TURN_TLS_PORT", 0, "TURN over TLS port in the URLs handed to clients (e.g. 5349); 0 = none")
+	// A minute keeps the revocation list short without measurable cost.
+	v.Duration(&c.SweepInterval, "credsvc-sweep-interval", "CREDSVC_SWEEP_INTERVAL", time.Minute, "how often expired revocations and secrets are swept")
+}
+
+// dbPath is where the database lives.
+func (c *Config) dbPath() string {
+	if c.DBPath != "" {
+		return c.DBPath
+	}
+	return filepath.Join(c.DataDir, "credsvc.db")
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// check validates the configuration and fills defaults for zero values, so that a Config built
+// in code without Bind works. Errors name the variable.
+func (c *Config) check() error {
+	var errs []error
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if c.TurnSecret != "" && len(c.TurnSecret) < minSecretLen {
+		// Never echo the secret, only its length.
+		fail(envTurnSecret, "must be at least %d characters (got %d)", minSecretLen, len(c.TurnSecret))
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = 24 * time.Hour
+	}
+	if c.TTL == 0 {
+		c.TTL = min(4*time.Hour, c.MaxTTL)
+	}
+	if c.MaxTTL < time.Minute {
+		fail(envMaxTTL, "must be at least 1m (got %s)", c.MaxTTL)
+	}
+	if c.TTL < time.Minute || c.TTL > c.MaxTTL {
+		fail(envTTL, "must be between 1m and TURN_MAX_TTL (%s) (got %s)", c.MaxTTL, c.TTL)
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = time.Minute
+	}
+	if c.SweepInterval < 0 {
+		fail(envSweep, "must be positive (got %s)", c.SweepInterval)
+	}
+	if strings.TrimSpace(c.TurnHost) == "" || strings.ContainsAny(c.TurnHost, " /?#@") {
+		fail(envTurnHost, "must be a host name or IP address (got %q)", c.TurnHost)
+	}
+	if c.TurnPort < 1 || c.TurnPort > 65535 {
+		fail(envTurnPort, "must be a port number 1-65535 (got %d)", c.TurnPort)
+	}
+	if c.TurnTLSPort < 0 || c.TurnTLSPort > 65535 {
+		fail(envTLSPort, "must be a port number 1-65535, or 0 for none (got %d)", c.TurnTLSPort)
+	}
+	stun := make([]string, 0, len(c.STUNServers))
+	for _, u := range c.STUNServers {
+		if u, err := stunURL(u); err != nil {
+			fail(envSTUN, "%v", err)
+		} else {
+			stun = append(stun, u)
+		}
+	}
+	c.STUNServers = stun
+	return errors.Join(errs...)
+}
+
+// stunURL accepts stun:/stuns: URLs and bare host[:port], to which it adds "stun:".
+func stunURL(u string) (string, error) {
+	bad := fmt.Errorf("%q is not a STUN URL such as stun:stun.example.org:3478", u)
+	if rest, ok := strings.CutPrefix(u, "stun:"); ok {
+		if rest == "" {
+			return "", bad
+		}
+		return u, nil
+	}
+	if rest, ok := strings.CutPrefix(u, "stuns:"); ok {
+		if rest == "" {
+			return "", bad
+		}
+		return u, nil
+	}
+	if strings.ContainsAny(u, "/?#@ ") || strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") {
+		return "", bad
+	}
+	if _, _, err := net.SplitHostPort(u); err != nil && strings.Contains(u, ":") {
+		return "", bad
+	}
+	return "stun:" + u, nil
 }

@@ -1,0 +1,249 @@
+package credsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+)
+
+// maxReasonLen bounds the free-text reason of a revocation.
+const maxReasonLen = 200
+
+// watchBatch caps how many pending revocations one stream message carries.
+const watchBatch = 256
+
+// Issue returns the ICE servers with a fresh TURN credential for one participant.
+func (s *Service) Issue(ctx context.Context, req *connect.Request[credv1.IssueRequest]) (*connect.Response[credv1.IssueResponse], error) {
+	participant := req.Msg.GetParticipantId()
+	if err := checkParticipant(participant); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("tuturu.participant.id", participant))
+	ttl := s.cfg.TTL
+	if d := req.Msg.GetTtl(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("ttl: %w", err))
+		}
+		if ttl = d.AsDuration(); ttl < time.Second {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("ttl must be at least 1s (got %s)", ttl))
+		}
+		// Capped rather than refused: the caller gets the longest lifetime allowed and sees it in ttl.
+		ttl = min(ttl, s.cfg.MaxTTL)
+	}
+	now := s.cfg.now()
+	if rec, revoked := s.revs.participantRevoked(participant, now); revoked {
+		span.SetAttributes(attribute.String("tuturu.outcome", "revoked"))
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("participant %q is revoked until %s", participant, rec.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	active := s.keys.Load().active
+	expiry := now.Add(ttl).Truncate(time.Second)
+	username := formatUsername(expiry, participant, active.ID)
+	pass := password(active.Secret, username)
+
+	turnURLs := s.turnURLs()
+	var ice []*credv1.IceServer
+	if len(s.cfg.STUNServers) > 0 {
+		ice = append(ice, &credv1.IceServer{Urls: s.cfg.STUNServers})
+	}
+	ice = append(ice, &credv1.IceServer{Urls: turnURLs, Username: username, Credential: pass})
+	s.metrics.issued.Add(ctx, 1)
+	span.SetAttributes(attribute.String("tuturu.outcome", "ok"))
+	return connect.NewResponse(&credv1.IssueResponse{
+		IceServers: ice,
+		Username:   username,
+		Password:   pass,
+		ExpiresAt:  timestamppb.New(expiry),
+		Ttl:        durationpb.New(ttl),
+		TurnUrls:   turnURLs,
+	}), nil
+}
+
+// turnURLs are the TURN URLs handed out: UDP and TCP on TurnPort, TLS on TurnTLSPort if set.
+func (s *Service) turnURLs() []string {
+	hostPort := net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnPort))
+	urls := []string{"turn:" + hostPort + "?transport=udp", "turn:" + hostPort + "?transport=tcp"}
+	if s.cfg.TurnTLSPort > 0 {
+		urls = append(urls, "turns:"+net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnTLSPort))+"?transport=tcp")
+	}
+	return urls
+}
+
+// Validate tells turnsvc whether a username is valid now and, if so, its long-term key. A
+// refusal is a verdict, not an error: only a broken request is an error.
+func (s *Service) Validate(ctx context.Context, req *connect.Request[credv1.ValidateRequest]) (*connect.Response[credv1.ValidateResponse], error) {
+	res := s.validate(req.Msg.GetUsername(), req.Msg.GetRealm())
+	verdict := verdictLabel(res.Verdict)
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("tuturu.outcome", verdict))
+	if res.ParticipantId != "" {
+		span.SetAttributes(attribute.String("tuturu.participant.id", res.ParticipantId))
+	}
+	s.metrics.validated(ctx, verdict)
+	return connect.NewResponse(res), nil
+}
+
+func (s *Service) validate(username, realm string) *credv1.ValidateResponse {
+	c, err := parseUsername(username)
+	if err != nil {
+		return &credv1.ValidateResponse{Verdict: credv1.Verdict_VERDICT_MALFORMED}
+	}
+	res := &credv1.ValidateResponse{ExpiresAt: timestamppb.New(c.Expiry), ParticipantId: c.Participant}
+	now := s.cfg.now()
+	// Expiry first: for an old credential "expired" is the useful answer, whether or not
+	// its secret has been retired since.
+	if !now.Before(c.Expiry) {
+		res.Verdict = credv1.Verdict_VERDICT_EXPIRED
+		return res
+	}
+	secret, ok := s.keys.Load().verifier(c.KeyID)
+	if !ok {
+		res.Verdict = credv1.Verdict_VERDICT_UNKNOWN_SECRET
+		return res
+	}
+	if s.revs.revoked(c, now) {
+		res.Verdict = credv1.Verdict_VERDICT_REVOKED
+		return res
+	}
+	res.Verdict = credv1.Verdict_VERDICT_VALID
+	res.Key = longTermKey(username, realm, password(secret.Secret, username))
+	return res
+}
+
+// verdictLabel is the metric and span value of a verdict.
+func verdictLabel(v credv1.Verdict) string {
+	switch v {
+	case credv1.Verdict_VERDICT_VALID:
+		return "valid"
+	case credv1.Verdict_VERDICT_MALFORMED:
+		return "malformed"
+	case credv1.Verdict_VERDICT_UNKNOWN_SECRET:
+		return "unknown_secret"
+	case credv1.Verdict_VERDICT_EXPIRED:
+		return "expired"
+	case credv1.Verdict_VERDICT_REVOKED:
+		return "revoked"
+	}
+	return "unspecified"
+}
+
+// Revoke refuses a username, or every credential of a participant, until they would have
+// expired anyway.
+func (s *Service) Revoke(ctx context.Context, req *connect.Request[credv1.RevokeRequest]) (*connect.Response[credv1.RevokeResponse], error) {
+	var (
+		rev *credv1.Revocation
+		err error
+	)
+	switch t := req.Msg.GetTarget().(type) {
+	case *credv1.RevokeRequest_Username:
+		rev, err = s.revokeUsername(ctx, t.Username, req.Msg.GetReason())
+	case *credv1.RevokeRequest_ParticipantId:
+		rev, err = s.revokeParticipant(ctx, t.ParticipantId, req.Msg.GetReason(), "unspecified")
+	default:
+		err = connect.NewError(connect.CodeInvalidArgument, errors.New("revoke needs a username or a participant_id"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&credv1.RevokeResponse{Revocation: rev}), nil
+}
+
+func (s *Service) revokeUsername(ctx context.Context, username, reason string) (*credv1.Revocation, error) {
+	c, err := parseUsername(username)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("username: %w", err))
+	}
+	if reason, err = checkReason(reason, "unspecified"); err != nil {
+		return nil, err
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", c.Participant))
+	rec := revocationRecord{RevokedAt: s.cfg.now(), ExpiresAt: c.Expiry, Reason: reason}
+	rev, err := s.revs.add(prefixUsername+username, rec)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	s.metrics.revoked(ctx, reason)
+	// The username is not secret, but it is a credential half: log whose it was, not it.
+	s.log.InfoContext(ctx, "credential revoked", "participant", c.Participant, "reason", reason,
+		"until", rev.GetExpiresAt().AsTime())
+	return rev, nil
+}
+
+func (s *Service) revokeParticipant(ctx context.Context, participant, reason, defaultReason string) (*credv1.Revocation, error) {
+	if err := checkParticipant(participant); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	reason, err := checkReason(reason, defaultReason)
+	if err != nil {
+		return nil, err
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", participant))
+	now := s.cfg.now()
+	// Every credential the participant holds expires within MaxTTL of now.
+	rec := revocationRecord{RevokedAt: now, ExpiresAt: now.Add(s.cfg.MaxTTL).Truncate(time.Second).Add(time.Second), Reason: reason}
+	rev, err := s.revs.add(prefixParticipant+participant, rec)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	s.metrics.revoked(ctx, reason)
+	s.log.InfoContext(ctx, "participant revoked", "participant", participant, "reason", reason,
+		"until", rev.GetExpiresAt().AsTime())
+	return rev, nil
+}
+
+func checkReason(reason, def string) (string, error) {
+	if len(reason) > maxReasonLen {
+		return "", connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("reason is longer than %d bytes", maxReasonLen))
+	}
+	if reason == "" {
+		return def, nil
+	}
+	return reason, nil
+}
+
+// WatchRevocations sends every revocation in force, then each new one, until the caller goes
+// away or the service stops (Unavailable).
+func (s *Service) WatchRevocations(ctx context.Context, _ *connect.Request[credv1.WatchRevocationsRequest], stream *connect.ServerStream[credv1.WatchRevocationsResponse]) error {
+	w, snapshot, err := s.revs.watch(s.cfg.now())
+	if err != nil {
+		return err
+	}
+	defer s.revs.unwatch(w)
+	if err := stream.Send(&credv1.WatchRevocationsResponse{Revocations: snapshot, Snapshot: true}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.done:
+			return w.err
+		case rev := <-w.ch:
+			batch := []*credv1.Revocation{rev}
+		drain: // a burst goes out in one message
+			for len(batch) < watchBatch {
+				select {
+				case rev := <-w.ch:
+					batch = append(batch, rev)
+				default:
+					break drain
+				}
+			}
+			if err := stream.Send(&credv1.WatchRevocationsResponse{Revocations: batch}); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,209 @@
+package credsvc
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+)
+
+// Keys of the revocation list: what is revoked, by kind.
+const (
+	prefixUsername    = "u:"
+	prefixParticipant = "p:"
+)
+
+// watcherBuffer is how many revocations a watcher may lag behind before it is cut off (it then
+// reconnects and gets a fresh snapshot, so nothing is lost silently).
+const watcherBuffer = 1024
+
+var (
+	errStopping = connect.NewError(connect.CodeUnavailable, errors.New("credsvc is stopping; reconnect to another instance or retry"))
+	errBehind   = connect.NewError(connect.CodeResourceExhausted, errors.New("revocation watcher fell behind; reconnect for a fresh snapshot"))
+)
+
+// revocations is the revocation list in memory, written through to the store, with the
+// watchers that follow it.
+type revocations struct {
+	store *store
+	// wmu serialises writers, so that a slow disk write never holds mu (which Validate reads).
+	wmu sync.Mutex
+
+	mu       sync.RWMutex
+	m        map[string]revocationRecord
+	watchers map[*watcher]struct{}
+	closed   bool
+}
+
+// watcher is one WatchRevocations stream.
+type watcher struct {
+	ch   chan *credv1.Revocation
+	done chan struct{} // closed when the stream must end, with err saying why
+	err  error
+}
+
+func newRevocations(st *store, loaded map[string]revocationRecord) *revocations {
+	return &revocations{store: st, m: loaded, watchers: map[*watcher]struct{}{}}
+}
+
+// revoked reports whether a credential is covered by a revocation in force at now.
+func (r *revocations) revoked(c credential, now time.Time) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.inForce(prefixUsername+c.Username, now) || r.inForce(prefixParticipant+c.Participant, now)
+}
+
+// participantRevoked reports whether a participant's revocation is in force at now.
+func (r *revocations) participantRevoked(participant string, now time.Time) (revocationRecord, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rec, ok := r.m[prefixParticipant+participant]
+	return rec, ok && now.Before(rec.ExpiresAt)
+}
+
+func (r *revocations) inForce(key string, now time.Time) bool {
+	rec, ok := r.m[key]
+	return ok && now.Before(rec.ExpiresAt)
+}
+
+// add stores a revocation (extending one already in force to the later expiry), then tells
+// every watcher. It returns what is now in force.
+func (r *revocations) add(key string, rec revocationRecord) (*credv1.Revocation, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.mu.RLock()
+	old, ok := r.m[key]
+	r.mu.RUnlock()
+	if ok && old.ExpiresAt.After(rec.ExpiresAt) {
+		rec.ExpiresAt = old.ExpiresAt
+	}
+	if err := r.store.putRevocation(key, rec); err != nil {
+		return nil, err
+	}
+	pb := revocationProto(key, rec)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[key] = rec
+	for w := range r.watchers {
+		select {
+		case w.ch <- pb:
+		default:
+			r.drop(w, errBehind)
+		}
+	}
+	return pb, nil
+}
+
+// sweep forgets revocations whose credentials have all expired. It returns how many.
+func (r *revocations) sweep(now time.Time) (int, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	var expired []string
+	r.mu.RLock()
+	for k, rec := range r.m {
+		if !now.Before(rec.ExpiresAt) {
+			expired = append(expired, k)
+		}
+	}
+	r.mu.RUnlock()
+	if err := r.store.deleteRevocations(expired); err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	for _, k := range expired {
+		delete(r.m, k)
+	}
+	r.mu.Unlock()
+	return len(expired), nil
+}
+
+// list returns the revocations in force at now, oldest first.
+func (r *revocations) list(now time.Time) []*credv1.Revocation {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.listLocked(now)
+}
+
+func (r *revocations) listLocked(now time.Time) []*credv1.Revocation {
+	keys := make([]string, 0, len(r.m))
+	for k, rec := range r.m {
+		if now.Before(rec.ExpiresAt) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := r.m[a].RevokedAt.Compare(r.m[b].RevokedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	out := make([]*credv1.Revocation, len(keys))
+	for i, k := range keys {
+		out[i] = revocationProto(k, r.m[k])
+	}
+	return out
+}
+
+// watch registers a watcher and returns, atomically with it, every revocation in force: no
+// revocation falls between the snapshot and the feed.
+func (r *revocations) watch(now time.Time) (*watcher, []*credv1.Revocation, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, nil, errStopping
+	}
+	w := &watcher{ch: make(chan *credv1.Revocation, watcherBuffer), done: make(chan struct{})}
+	r.watchers[w] = struct{}{}
+	return w, r.listLocked(now), nil
+}
+
+// unwatch removes a watcher whose stream has ended.
+func (r *revocations) unwatch(w *watcher) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.watchers, w)
+}
+
+// close ends every watch stream with Unavailable and refuses new ones.
+func (r *revocations) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for w := range r.watchers {
+		r.drop(w, errStopping)
+	}
+}
+
+// drop ends one watcher; mu must be held.
+func (r *revocations) drop(w *watcher, err error) {
+	delete(r.watchers, w)
+	w.err = err
+	close(w.done)
+}
+
+func (r *revocations) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.watchers)
+}
+
+// revocationProto converts a stored revocation.
+func revocationProto(key string, rec revocationRecord) *credv1.Revocation {
+	pb := &credv1.Revocation{
+		RevokedAt: timestamppb.New(rec.RevokedAt),
+		ExpiresAt: timestamppb.New(rec.ExpiresAt),
+		Reason:    rec.Reason,
+	}
+	if u, ok := strings.CutPrefix(key, prefixUsername); ok {
+		pb.Target = &credv1.Revocation_Username{Username: u}
+	} else {
+		pb.Target = &credv1.Revocation_ParticipantId{ParticipantId: strings.TrimPrefix(key, prefixParticipant)}
+	}
+	return pb
+}
