@@ -93,6 +93,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := v.Resolve(); err != nil {
 		return fmt.Errorf("bad configuration:\n%w", err)
 	}
+	if common.dataDir == "" {
+		return errors.New("bad configuration:\nDATA_DIR (-data-dir): must not be empty: tokens and the credential database live there")
+	}
 
 	log := platform.NewLogger(stderr, common.logLevel)
 	adminToken, adminPath, err := platform.LoadOrCreateToken(common.dataDir, "admin", common.adminToken)

@@ -1,0 +1,133 @@
+package platform
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+)
+
+const testToken = "a-test-token-that-is-long-enough"
+
+// startServer serves a Server with a slow plain handler and a token-guarded Connect service
+// (the health service doubles as one) until the returned cancel is called.
+func startServer(t *testing.T) (base string, cancel func(), served <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer("test", "", ln, NewLogger(io.Discard, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.StopTimeout = time.Second
+	srv.Handle("/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = w.Write([]byte("finished"))
+	}))
+	guarded := http.NewServeMux()
+	path, h := grpchealth.NewHandler(grpchealth.NewStaticChecker(), connect.WithInterceptors(NewRequireToken(testToken)))
+	guarded.Handle(path, h)
+	srv.Register("test.Guarded", "/guarded/", http.StripPrefix("/guarded", guarded))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+	return "http://" + ln.Addr().String(), stop, done
+}
+
+func TestServerHealthAndReflectionForBothProtocols(t *testing.T) {
+	base, _, _ := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for name, opts := range map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}} {
+		res, err := grpchealth.NewClient(NewH2CClient(), base, opts...).Check(ctx, &grpchealth.CheckRequest{Service: "test.Guarded"})
+		if err != nil || res.Status != grpchealth.StatusServing {
+			t.Errorf("%s: health of registered service = %v, %v; want SERVING", name, res, err)
+		}
+	}
+}
+
+func TestServerTokenInterceptor(t *testing.T) {
+	base, _, _ := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for name, opts := range map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}} {
+		call := func(extra ...connect.ClientOption) error {
+			_, err := grpchealth.NewClient(NewH2CClient(), base+"/guarded", append(opts, extra...)...).Check(ctx, &grpchealth.CheckRequest{})
+			return err
+		}
+		if code := connect.CodeOf(call()); code != connect.CodeUnauthenticated {
+			t.Errorf("%s: no token: code %v, want unauthenticated", name, code)
+		}
+		if code := connect.CodeOf(call(connect.WithInterceptors(NewSendToken("wrong-token-wrong-token")))); code != connect.CodePermissionDenied {
+			t.Errorf("%s: wrong token: code %v, want permission_denied", name, code)
+		}
+		if err := call(connect.WithInterceptors(NewSendToken(testToken))); err != nil {
+			t.Errorf("%s: right token: %v", name, err)
+		}
+	}
+}
+
+// A stop turns health NOT_SERVING first and lets in-flight calls finish.
+func TestServerGracefulStop(t *testing.T) {
+	base, stop, served := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	watch := grpchealth.NewClient(NewH2CClient(), base).Watch(ctx, &grpchealth.CheckRequest{})
+	if ev := <-watch; ev.Err != nil || ev.Response.Status != grpchealth.StatusServing {
+		t.Fatalf("first watch event = %+v, want SERVING", ev)
+	}
+	slow := make(chan string, 1)
+	go func() {
+		res, err := http.Get(base + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		slow <- string(b)
+	}()
+	time.Sleep(50 * time.Millisecond) // let the slow call start before the stop
+	stop()
+
+	if ev := <-watch; ev.Err != nil || ev.Response.Status != grpchealth.StatusNotServing {
+		t.Fatalf("watch event after stop = %+v, want NOT_SERVING", ev)
+	}
+	select {
+	case got := <-slow:
+		if got != "finished" {
+			t.Fatalf("in-flight call = %q, want it to finish", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("in-flight call did not finish")
+	}
+	select {
+	case <-served:
+	case <-ctx.Done():
+		t.Fatal("Serve did not return after the stop timeout")
+	}
+	if _, err := http.Get(base + "/slow"); err == nil {
+		t.Fatal("server still accepts connections after stop")
+	}
+}
