@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/tuturu/tuturu/internal/platform"
 )
@@ -17,7 +21,44 @@ type Config struct {
 	RoomsvcURL, CredsvcURL string
 	// ForceRelay makes clients use TURN only (iceTransportPolicy "relay").
 	ForceRelay bool
+	// Limits bound what one client may ask of the gateway.
+	Limits Limits
+	// AllowedOrigins lists the Origins (scheme://host[:port]) allowed to open /ws, besides the
+	// request's own host. "*" allows any Origin.
+	AllowedOrigins []string
+	// PingInterval is how often the server pings an idle socket; PingTimeout how long it waits
+	// for the pong. Together they bound how long a dead socket holds a session.
+	PingInterval, PingTimeout time.Duration
+	// RPCTimeout bounds a join or resume, credentials included.
+	RPCTimeout time.Duration
 }
+
+// Limits are the per-client limits of the browser dialect. Zero values mean the defaults.
+type Limits struct {
+	// MaxMessageBytes is the largest WebSocket message accepted (close 1009 beyond it).
+	MaxMessageBytes int
+	// MessagesPerSecond and MessageBurst shape a token bucket per connection.
+	MessagesPerSecond float64
+	MessageBurst      int
+	// JoinsPerMinute and JoinBurst shape a token bucket of joins (and resumes) per client address.
+	JoinsPerMinute float64
+	JoinBurst      int
+	// JoinBackoffMax caps the penalty that grows with each refused join from one address.
+	JoinBackoffMax time.Duration
+}
+
+// Defaults for the limits. A call set-up is about 15 messages from each side, most of them ICE
+// candidates sent in a burst, so the burst must hold a whole set-up; steady traffic after that
+// is a ping every few seconds.
+const (
+	defaultMaxMessageBytes   = 64 << 10
+	defaultMessagesPerSecond = 20
+	defaultMessageBurst      = 60
+	// A person retrying a mistyped PIN joins a few times a minute; a PIN scanner needs many.
+	defaultJoinsPerMinute = 20
+	defaultJoinBurst      = 10
+	defaultJoinBackoffMax = 5 * time.Minute
+)
 
 // Bind registers the gateway's flags and environment variables.
 func (c *Config) Bind(v *platform.Vars) {
@@ -25,4 +66,80 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.String(&c.RoomsvcURL, "roomsvc-url", "ROOMSVC_URL", "http://127.0.0.1:9101", "room service base URL")
 	v.String(&c.CredsvcURL, "credsvc-url", "CREDSVC_URL", "http://127.0.0.1:9102", "credential service base URL")
 	v.Bool(&c.ForceRelay, "force-relay", "FORCE_RELAY", false, "make clients relay all media through TURN")
+	v.Func("allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated Origins (https://example.com) allowed to open /ws besides the site's own host; * allows any", func(s string) error {
+		origins := platform.SplitList(s)
+		for _, o := range origins {
+			if err := validOrigin(o); err != nil {
+				return err
+			}
+		}
+		c.AllowedOrigins = origins
+		return nil
+	})
+	v.Int(&c.Limits.MaxMessageBytes, "ws-max-message-bytes", "WS_MAX_MESSAGE_BYTES", defaultMaxMessageBytes, "largest WebSocket message accepted; larger ones close the socket with 1009")
+	v.Func("ws-messages-per-second", "WS_MESSAGES_PER_SECOND", fmt.Sprint(defaultMessagesPerSecond), "sustained messages per second per connection", parsePositiveFloat(&c.Limits.MessagesPerSecond))
+	v.Int(&c.Limits.MessageBurst, "ws-message-burst", "WS_MESSAGE_BURST", defaultMessageBurst, "messages a connection may send at once before the per-second rate applies")
+	v.Func("ws-joins-per-minute", "WS_JOINS_PER_MINUTE", fmt.Sprint(defaultJoinsPerMinute), "sustained joins and resumes per minute per client address", parsePositiveFloat(&c.Limits.JoinsPerMinute))
+	v.Int(&c.Limits.JoinBurst, "ws-join-burst", "WS_JOIN_BURST", defaultJoinBurst, "joins one address may make at once before the per-minute rate applies")
+	v.Duration(&c.Limits.JoinBackoffMax, "ws-join-backoff-max", "WS_JOIN_BACKOFF_MAX", defaultJoinBackoffMax, "longest wait imposed on an address that keeps joining too fast")
+	// 20 s keeps NAT and proxy mappings alive; 10 s for the pong finds a dead socket within 30 s.
+	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
+	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")
+	v.Duration(&c.RPCTimeout, "gateway-rpc-timeout", "GATEWAY_RPC_TIMEOUT", 10*time.Second, "bound on a join or resume, TURN credentials included")
+}
+
+func parsePositiveFloat(p *float64) func(string) error {
+	return func(s string) error {
+		var f float64
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &f); err != nil || f <= 0 {
+			return fmt.Errorf("%q is not a positive number", s)
+		}
+		*p = f
+		return nil
+	}
+}
+
+// validOrigin accepts "*" or scheme://host[:port] with nothing after it.
+func validOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return fmt.Errorf("%q is not an origin such as https://example.com or http://localhost:8080", o)
+	}
+	return nil
+}
+
+// withDefaults fills unset values, so a Config built in code (tests) behaves like a bound one.
+func (c Config) withDefaults() Config {
+	l := &c.Limits
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = defaultMaxMessageBytes
+	}
+	if l.MessagesPerSecond <= 0 {
+		l.MessagesPerSecond = defaultMessagesPerSecond
+	}
+	if l.MessageBurst <= 0 {
+		l.MessageBurst = defaultMessageBurst
+	}
+	if l.JoinsPerMinute <= 0 {
+		l.JoinsPerMinute = defaultJoinsPerMinute
+	}
+	if l.JoinBurst <= 0 {
+		l.JoinBurst = defaultJoinBurst
+	}
+	if l.JoinBackoffMax <= 0 {
+		l.JoinBackoffMax = defaultJoinBackoffMax
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 10 * time.Second
+	}
+	if c.RPCTimeout <= 0 {
+		c.RPCTimeout = 10 * time.Second
+	}
+	return c
 }

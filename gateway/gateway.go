@@ -6,20 +6,53 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
+	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
 	"github.com/tuturu/tuturu/web"
 )
 
-// Gateway is the public edge service.
+// Gateway is the public edge service. It keeps live sockets, never room state: rooms live in
+// roomsvc, reached through one Join stream per joined socket.
 type Gateway struct {
-	cfg Config
-	srv *platform.Server
+	cfg   Config
+	srv   *platform.Server
+	rooms roomv1connect.RoomServiceClient
+	creds credv1connect.CredentialServiceClient
+	in    *instruments
+	joins *joinLimiter
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	stopping bool
+	wg       sync.WaitGroup
 }
 
 // New builds the gateway and binds its listener.
 func New(cfg Config) (*Gateway, error) {
-	g := &Gateway{cfg: cfg}
+	cfg = cfg.withDefaults()
+	in, err := newInstruments(cfg.Telemetry)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	opts, err := platform.ClientOptions(cfg.Telemetry, cfg.InternalToken)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	h2c := platform.NewH2CClient()
+	g := &Gateway{
+		cfg:      cfg,
+		rooms:    roomv1connect.NewRoomServiceClient(h2c, cfg.RoomsvcURL, opts...),
+		creds:    credv1connect.NewCredentialServiceClient(h2c, cfg.CredsvcURL, opts...),
+		in:       in,
+		joins:    newJoinLimiter(cfg.Limits),
+		sessions: map[*session]struct{}{},
+	}
 	srv, err := platform.NewServer("gateway", cfg.Addr, cfg.Listener, cfg.Logger())
 	if err != nil {
 		return nil, err
@@ -28,6 +61,7 @@ func New(cfg Config) (*Gateway, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
+	srv.Handle("GET /ws", http.HandlerFunc(g.serveWS))
 	srv.Handle("/", http.FileServerFS(web.Files()))
 	g.srv = srv
 	return g, nil
@@ -36,10 +70,70 @@ func New(cfg Config) (*Gateway, error) {
 // Addr is the address the gateway listens on.
 func (g *Gateway) Addr() string { return g.srv.Addr().String() }
 
-// Run serves until ctx ends, then stops gracefully.
+// Run serves until ctx ends, then stops gracefully: sockets are closed with 1001 (going away)
+// and their Join streams cancelled, so roomsvc holds each slot for a resume through another
+// gateway.
 func (g *Gateway) Run(ctx context.Context) error {
-	if err := g.srv.Serve(ctx); err != nil {
+	err := g.srv.Serve(ctx)
+	g.mu.Lock()
+	g.stopping = true
+	for s := range g.sessions {
+		go s.shutdown()
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		g.cfg.Logger().Warn("sockets still open 10s after stop")
+	}
+	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil
+}
+
+// serveWS upgrades /ws after the Origin check and runs the session on this goroutine.
+func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !originAllowed(r, g.cfg.AllowedOrigins) {
+		g.in.reject(r.Context(), rejectOrigin)
+		http.Error(w, "origin not allowed: open the page from this site, or add its origin to ALLOWED_ORIGINS", http.StatusForbidden)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Origin was checked above, against the configured list as well as the host.
+		InsecureSkipVerify: true,
+		// Signaling messages are small and mostly SDP; per-socket deflate state would cost
+		// more memory than it saves bandwidth.
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept has written the HTTP error
+	}
+	s := newSession(g, conn, clientAddr(r))
+	if !g.track(s) {
+		_ = conn.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer g.untrack(s)
+	s.run()
+}
+
+func (g *Gateway) track(s *session) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return false
+	}
+	g.sessions[s] = struct{}{}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *Gateway) untrack(s *session) {
+	g.mu.Lock()
+	delete(g.sessions, s)
+	g.mu.Unlock()
+	g.wg.Done()
 }

@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Browser message types (DESIGN.md §3, plus this project's ping and resume extensions).
+const (
+	typeJoinPin      = "join-pin"
+	typeOffer        = "offer"
+	typeAnswer       = "answer"
+	typeICECandidate = "ice-candidate"
+	typeLeave        = "leave"
+	typePing         = "ping"
+	typeResume       = "resume"
+)
+
+// browserMsg is one decoded client message. Data keeps the raw bytes the client sent, so a
+// relay passes them on exactly, without re-encoding.
+type browserMsg struct {
+	Type string
+	// PIN is set for join-pin when the pin is a JSON string; PINText is what to show in an
+	// error when it is not a valid PIN (its text, or the raw JSON of a non-string).
+	PIN, PINText string
+	Data         json.RawMessage
+	Token        string
+	// Traceparent and Tracestate continue the browser's trace when present.
+	Traceparent, Tracestate string
+}
+
+// errInvalidMessage marks a message that breaks the dialect: the reply is `Invalid message: ...`.
+var errInvalidMessage = errors.New("invalid message")
+
+// invalid wraps errInvalidMessage with the human detail shown to the client.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errInvalidMessage, fmt.Sprintf(format, args...))
+}
+
+// wireMsg is the JSON shape of a client message; unknown fields are ignored, as old clients
+// may send more than we read.
+type wireMsg struct {
+	Type        *string         `json:"type"`
+	PIN         json.RawMessage `json:"pin"`
+	Data        json.RawMessage `json:"data"`
+	Token       json.RawMessage `json:"token"`
+	Traceparent json.RawMessage `json:"traceparent"`
+	Tracestate  json.RawMessage `json:"tracestate"`
+}
+
+// decodeBrowser parses one text frame of the browser dialect. It never panics: every defect
+// is an error wrapping errInvalidMessage whose text is safe to show to the client.
+func decodeBrowser(b []byte) (browserMsg, error) {
+	var m browserMsg
+	if !utf8.Valid(b) {
+		return m, invalid("not valid UTF-8")
+	}
+	trimmed := bytes.TrimLeft(b, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return m, invalid("expected a JSON object")
+	}
+	var w wireMsg
+	if err := json.Unmarshal(b, &w); err != nil {
+		return m, invalid("not valid JSON or wrong field types")
+	}
+	if w.Type == nil {
+		return m, invalid("missing type")
+	}
+	m.Type = *w.Type
+	m.Traceparent = optionalString(w.Traceparent)
+	m.Tracestate = optionalString(w.Tracestate)
+	switch m.Type {
+	case typeJoinPin:
+		if s, ok := jsonString(w.PIN); ok {
+			m.PIN, m.PINText = s, s
+		} else if len(w.PIN) == 0 {
+			m.PINText = "undefined"
+		} else {
+			m.PINText = string(w.PIN)
+		}
+		m.PINText = truncate(m.PINText, 32)
+	case typeOffer, typeAnswer, typeICECandidate:
+		// A relayed payload must be an object (RTCSessionDescriptionInit or RTCIceCandidateInit);
+		// anything else would only fail in the other browser.
+		if len(w.Data) == 0 || w.Data[0] != '{' {
+			return m, invalid("%s needs a data object", m.Type)
+		}
+		m.Data = w.Data
+	case typeResume:
+		s, ok := jsonString(w.Token)
+		if !ok || s == "" {
+			return m, invalid("resume needs a token string")
+		}
+		m.Token = s
+	case typeLeave, typePing:
+	case "":
+		return m, invalid("missing type")
+	default:
+		return m, invalid("unknown type %q", truncate(m.Type, 32))
+	}
+	return m, nil
+}
+
+// validPIN reports whether pin is exactly 6 ASCII digits.
+func validPIN(pin string) bool {
+	if len(pin) != 6 {
+		return false
+	}
+	for i := 0; i < len(pin); i++ {
+		if pin[i] < '0' || pin[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonString decodes raw as a JSON string.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// optionalString is raw as a string, or "" when it is absent or not a string.
+func optionalString(raw json.RawMessage) string {
+	s, _ := jsonString(raw)
+	return s
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, so errors that echo client input stay
+// small.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,36 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Span names for the known types, built once so the hot path does not build a string per
+// message.
+var (
+	signalSpanNames  = spanNames("signal ")
+	deliverSpanNames = spanNames("deliver ")
+)
+
+func spanNames(prefix string) map[string]string {
+	m := map[string]string{}
+	for _, t := range []string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume, "peer-joined", "peer-left", "error"} {
+		m[t] = prefix + t
+	}
+	return m
+}
+
+func spanName(names map[string]string, prefix, typ string) string {
+	if n, ok := names[typ]; ok {
+		return n
+	}
+	return prefix + typ
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// mustJSON marshals values made only of strings and numbers, which cannot fail.
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
