@@ -4,28 +4,92 @@ package turnsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/pion/turn/v4"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
 )
 
 // Service is the TURN service.
 type Service struct {
-	cfg Config
-	srv *platform.Server
+	cfg    Config
+	set    settings
+	log    *slog.Logger
+	srv    *platform.Server
+	lns    *listeners
+	tcp    *trackingListener
+	tlsLn  *trackingListener
+	reg    *registry
+	st     *stats
+	creds  *credCache
+	client credv1connect.CredentialServiceClient
+	tracer trace.Tracer
+
+	draining atomic.Bool
 	turnv1connect.UnimplementedTurnAdminServiceHandler
 }
 
-// New builds the TURN service and binds its admin listener.
+// New validates cfg, binds the TURN listeners and the admin listener, and builds the service.
+// Nothing is served until Run.
 func New(cfg Config) (*Service, error) {
-	s := &Service{cfg: cfg}
-	srv, err := platform.NewServer("turnsvc", cfg.Addr, cfg.Listener, cfg.Logger())
+	set, err := cfg.validate()
 	if err != nil {
+		return nil, fmt.Errorf("turnsvc: bad configuration:\n%w", err)
+	}
+	tel := cfg.Telemetry.OrDefault()
+	s := &Service{
+		cfg:    cfg,
+		set:    set,
+		log:    cfg.Logger(),
+		st:     newStats(),
+		tracer: tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
+	}
+	s.reg = newRegistry(s.st, cfg.UserQuota, cfg.MaxAllocations, cfg.MaxPermissions)
+	s.reg.onReleased = s.released
+	opts, err := platform.ClientOptions(tel, cfg.InternalToken)
+	if err != nil {
+		return nil, fmt.Errorf("turnsvc: %w", err)
+	}
+	s.client = credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), cfg.CredsvcURL, opts...)
+	s.creds = newCredCache(s.validate)
+	if err := registerMetrics(tel.Meter.Meter("github.com/tuturu/tuturu/turnsvc"), s.st, s.reg); err != nil {
+		return nil, fmt.Errorf("turnsvc: %w", err)
+	}
+
+	n := cfg.UDPSockets
+	if n == 0 {
+		n = runtime.NumCPU()
+	}
+	lns, err := listen(context.Background(), set.listenIP.String(), cfg.Port, n, cfg.SocketBuffer, cfg.TLSPort, set.tls, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("turnsvc: %w", err)
+	}
+	s.lns = lns
+	s.tcp = newTrackingListener(lns.tcp)
+	if lns.tls != nil {
+		s.tlsLn = newTrackingListener(lns.tls)
+	}
+
+	srv, err := platform.NewServer("turnsvc", cfg.Addr, cfg.Listener, s.log)
+	if err != nil {
+		lns.close()
 		return nil, err
 	}
 	admin, err := platform.HandlerOptions(cfg.Telemetry, cfg.AdminToken)
 	if err != nil {
+		lns.close()
 		return nil, err
 	}
 	path, h := turnv1connect.NewTurnAdminServiceHandler(s, admin...)
@@ -37,10 +101,294 @@ func New(cfg Config) (*Service, error) {
 // Addr is the address the admin service listens on.
 func (s *Service) Addr() string { return s.srv.Addr().String() }
 
-// Run serves until ctx ends, then stops gracefully.
+// TURNAddr is the UDP address TURN clients reach.
+func (s *Service) TURNAddr() *net.UDPAddr { return s.lns.udp[0].LocalAddr().(*net.UDPAddr) }
+
+// TURNTCPAddr is the TCP address TURN clients reach.
+func (s *Service) TURNTCPAddr() *net.TCPAddr { return s.lns.tcp.Addr().(*net.TCPAddr) }
+
+// TURNTLSAddr is the TURN-over-TLS address, or nil when TLS is not configured.
+func (s *Service) TURNTLSAddr() *net.TCPAddr {
+	if s.lns.tls == nil {
+		return nil
+	}
+	return s.lns.tls.Addr().(*net.TCPAddr)
+}
+
+// Run serves TURN and the admin RPCs until ctx ends. Then it refuses new allocations, lets
+// live ones relay for up to DrainTimeout, and closes everything.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.srv.Serve(ctx); err != nil {
-		return fmt.Errorf("turnsvc: %w", err)
+	ts, err := s.startTURN()
+	if err != nil {
+		s.lns.close()
+		return fmt.Errorf("turnsvc: start TURN: %w", err)
+	}
+	s.log.Info("TURN serving", "udp", s.TURNAddr().String(), "udp_sockets", len(s.lns.udp),
+		"tcp", s.TURNTCPAddr().String(), "tls", addrString(s.TURNTLSAddr()),
+		"external_ip", s.cfg.ExternalIP, "relay_ports", fmt.Sprintf("%d-%d", s.cfg.MinPort, s.cfg.MaxPort), "realm", s.cfg.Realm)
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchRevocations(bg) })
+	wg.Go(func() { s.sweepLoop(bg) })
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- s.srv.Serve(adminCtx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-adminErr:
+		adminErr <- nil
+	}
+	s.drain()
+	closeErr := ts.Close()
+	s.tcp.closeConns()
+	if s.tlsLn != nil {
+		s.tlsLn.closeConns()
+	}
+	stopBG()
+	stopAdmin()
+	wg.Wait()
+	if err := <-adminErr; err != nil && runErr == nil {
+		runErr = err
+	}
+	if closeErr != nil {
+		s.log.Debug("closing TURN sockets", "err", closeErr)
+	}
+	if runErr != nil {
+		return fmt.Errorf("turnsvc: %w", runErr)
 	}
 	return nil
+}
+
+// drain refuses new allocations and waits for the live ones to end, at most DrainTimeout.
+func (s *Service) drain() {
+	s.draining.Store(true)
+	live := s.reg.count()
+	s.log.Info("draining: new allocations refused", "live", live, "timeout", s.cfg.DrainTimeout.String())
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	for s.reg.count() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := s.reg.count(); n > 0 {
+		s.log.Info("drain timeout: closing live allocations", "live", n)
+	}
+	s.reg.closeAll(reasonShutdown)
+}
+
+// startTURN starts pion on the bound sockets.
+func (s *Service) startTURN() (*turn.Server, error) {
+	ownIP, _ := netip.AddrFromSlice(s.set.externalIP.To4())
+	gen := &relayGenerator{
+		inner: &turn.RelayAddressGeneratorPortRange{
+			RelayAddress: s.set.externalIP,
+			Address:      s.set.listenIP.String(),
+			MinPort:      uint16(s.cfg.MinPort),
+			MaxPort:      uint16(s.cfg.MaxPort),
+			// The range may be nearly full; try harder than pion's default 10 before failing.
+			MaxRetries: 64,
+		},
+		reg:     s.reg,
+		bitrate: s.cfg.MaxBitrate * 1000 / 8,
+		// Only when the policy would deny our own address does it need the port guard.
+		guardOwn: !s.set.policy.Allowed(ownIP),
+		ownIP:    ownIP,
+	}
+	cfg := turn.ServerConfig{
+		Realm:         s.cfg.Realm,
+		AuthHandler:   s.authenticate,
+		QuotaHandler:  s.quota,
+		LoggerFactory: pionLogs{s.log},
+		EventHandler: turn.EventHandler{
+			OnAllocationCreated: s.allocationCreated,
+			OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+				if ip, ok := netip.AddrFromSlice(peer); ok {
+					s.reg.removePeer(src, ip.Unmap())
+				}
+			},
+		},
+	}
+	for _, pc := range s.lns.udp {
+		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, turn.PacketConnConfig{
+			PacketConn: pc, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+		})
+	}
+	cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
+		Listener: s.tcp, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+	})
+	if s.tlsLn != nil {
+		cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
+			Listener: s.tlsLn, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+		})
+	}
+	return turn.NewServer(cfg)
+}
+
+// authenticate is pion's AuthHandler. It runs on the read loop of the socket the request came
+// in on: answers come from a live allocation or the cache; only a username never seen before
+// waits for credsvc, and at most AuthTimeout.
+func (s *Service) authenticate(username, realm string, src net.Addr) ([]byte, bool) {
+	if key, ok := s.reg.liveKey(src, username); ok {
+		s.st.authResult(resultCached)
+		return key, true
+	}
+	if realm != s.cfg.Realm {
+		s.st.authResult(resultMalformed)
+		return nil, false
+	}
+	v, hit := s.creds.lookup(username)
+	if !hit {
+		v = s.creds.resolve(username, realm, s.cfg.AuthTimeout)
+	}
+	result := v.result
+	if hit && v.valid() {
+		result = resultCached
+	}
+	s.st.authResult(result)
+	if !v.valid() {
+		s.log.Debug("TURN credential refused", "result", v.result, "client", src.String())
+		return nil, false
+	}
+	return v.key, true
+}
+
+// quota is pion's QuotaHandler, called for Allocate only.
+func (s *Service) quota(username, _ string, _ net.Addr) bool {
+	switch {
+	case s.draining.Load():
+		return false
+	case s.reg.userCount(username) >= s.cfg.UserQuota:
+		s.log.Debug("allocation refused: per-username quota", "quota", s.cfg.UserQuota)
+		return false
+	case s.reg.full():
+		s.log.Warn("allocation refused: TURN_MAX_ALLOCATIONS reached", "max", s.cfg.MaxAllocations)
+		return false
+	}
+	return true
+}
+
+// permit is pion's PermissionHandler, called for CreatePermission and ChannelBind.
+func (s *Service) permit(src net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		s.st.peersDenied.Add(1)
+		return false
+	}
+	if !s.set.policy.Allowed(ip) && !s.set.ownRelayIP(ip) {
+		s.st.peersDenied.Add(1)
+		s.log.Debug("peer refused by the peer policy", "client", src.String(), "peer", ip.String())
+		return false
+	}
+	if !s.reg.addPeer(src, ip.Unmap()) {
+		s.log.Debug("peer refused: TURN_MAX_PERMISSIONS reached", "client", src.String(), "max", s.cfg.MaxPermissions)
+		return false
+	}
+	return true
+}
+
+// allocationCreated attaches pion's new allocation to its owner, and closes it at once if a
+// concurrent Allocate put the username over quota or a revocation arrived in between.
+func (s *Service) allocationCreated(src, dst net.Addr, _, username, _ string, relay net.Addr, _ int) {
+	udp, ok := relay.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	v, _ := s.creds.lookup(username)
+	a, ok := s.reg.attach(udp.Port, src, s.protocol(src, dst), username, v.participant, v.key)
+	if a == nil {
+		return
+	}
+	switch {
+	case !ok:
+		a.close(reasonQuota)
+	case s.creds.isRevoked(username, v.participant):
+		a.close(reasonRevoked)
+	case s.draining.Load():
+		a.close(reasonShutdown)
+	default:
+		s.log.Debug("allocation created", "protocol", a.protocol, "client", a.client, "relay", a.relay.String(), "participant", a.participant)
+	}
+}
+
+func (s *Service) released(a *allocation, reason string) {
+	s.log.Debug("allocation closed", "reason", reason, "client", a.client, "relay", a.relay.String(), "participant", a.participant)
+}
+
+func (s *Service) protocol(src, dst net.Addr) string {
+	if _, ok := src.(*net.UDPAddr); ok {
+		return "udp"
+	}
+	if s.lns.tls != nil && dst.String() == s.lns.tls.Addr().String() {
+		return "tls"
+	}
+	return "tcp"
+}
+
+// sweepLoop forgets expired cache entries and revocations.
+func (s *Service) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.creds.sweep()
+		}
+	}
+}
+
+func addrString(a *net.TCPAddr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// trackingListener remembers accepted connections, so that shutdown can close them: pion's
+// per-connection read loops only end when their connection does.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func newTrackingListener(l net.Listener) *trackingListener {
+	return &trackingListener{Listener: l, conns: map[net.Conn]struct{}{}}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.conns[c] = struct{}{}
+	l.mu.Unlock()
+	return &trackedConn{Conn: c, l: l}, nil
+}
+
+func (l *trackingListener) closeConns() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		_ = c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l *trackingListener
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c.Conn)
+	c.l.mu.Unlock()
+	err := c.Conn.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }
