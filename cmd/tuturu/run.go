@@ -60,27 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("tuturu "+target, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	v := platform.NewVars(fs, getenv)
-	var common commonConfig
-	common.bind(v)
-	var (
-		gw   gateway.Config
-		room roomsvc.Config
-		cred credsvc.Config
-		turn turnsvc.Config
-	)
+	var cfg configs
+	cfg.bind(v, target)
+	common, gw, room, cred, turn := &cfg.common, &cfg.gw, &cfg.room, &cfg.cred, &cfg.turn
 	wants := func(name string) bool { return target == "all" || target == name }
-	if wants("gateway") {
-		gw.Bind(v)
-	}
-	if wants("roomsvc") {
-		room.Bind(v)
-	}
-	if wants("credsvc") {
-		cred.Bind(v)
-	}
-	if wants("turnsvc") {
-		turn.Bind(v)
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -145,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if cred.Base, err = base("credsvc"); err != nil {
 			return err
 		}
-		s, err := credsvc.New(cred)
+		s, err := credsvc.New(*cred)
 		if err != nil {
 			return err
 		}
@@ -155,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if room.Base, err = base("roomsvc"); err != nil {
 			return err
 		}
-		s, err := roomsvc.New(room)
+		s, err := roomsvc.New(*room)
 		if err != nil {
 			return err
 		}
@@ -165,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if turn.Base, err = base("turnsvc"); err != nil {
 			return err
 		}
-		s, err := turnsvc.New(turn)
+		s, err := turnsvc.New(*turn)
 		if err != nil {
 			return err
 		}
@@ -175,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if gw.Base, err = base("gateway"); err != nil {
 			return err
 		}
-		s, err := gateway.New(gw)
+		s, err := gateway.New(*gw)
 		if err != nil {
 			return err
 		}
@@ -204,6 +187,33 @@ func runAll(ctx context.Context, runners []runner) error {
 		errs = append(errs, <-errc)
 	}
 	return errors.Join(errs...)
+}
+
+// configs holds the configuration of every service a target runs.
+type configs struct {
+	common commonConfig
+	gw     gateway.Config
+	room   roomsvc.Config
+	cred   credsvc.Config
+	turn   turnsvc.Config
+}
+
+// bind registers the flags and environment variables of the services target runs.
+func (c *configs) bind(v *platform.Vars, target string) {
+	c.common.bind(v)
+	wants := func(name string) bool { return target == "all" || target == name }
+	if wants("gateway") {
+		c.gw.Bind(v)
+	}
+	if wants("roomsvc") {
+		c.room.Bind(v)
+	}
+	if wants("credsvc") {
+		c.cred.Bind(v)
+	}
+	if wants("turnsvc") {
+		c.turn.Bind(v)
+	}
 }
 
 // commonConfig is what every target shares.

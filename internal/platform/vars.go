@@ -49,6 +49,9 @@ func (v *Vars) bind(name, env, def, usage string, parse func(string) error) {
 		if env != "" {
 			help = fmt.Sprintf("%s (env %s)", usage, env)
 		}
+		if def != "" {
+			help = fmt.Sprintf("%s (default %s)", help, def)
+		}
 		v.fs.Func(name, help, func(s string) error {
 			b.value, b.set = s, true
 			return nil
@@ -136,6 +139,17 @@ func (v *Vars) Resolve() error {
 		}
 	}
 	return errors.Join(v.errs...)
+}
+
+// EnvNames lists the environment variables bound so far, in binding order.
+func (v *Vars) EnvNames() []string {
+	var names []string
+	for _, name := range v.order {
+		if env := v.vars[name].env; env != "" {
+			names = append(names, env)
+		}
+	}
+	return names
 }
 
 // Fail records a validation error about a variable, for checks that span several values.
