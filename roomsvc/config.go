@@ -18,6 +18,14 @@ type Config struct {
 	CredsvcURL string
 	// ResumeGrace is how long a dropped member's slot is held for a resume.
 	ResumeGrace time.Duration
+	// ResumeTokenTTL bounds how long after a Joined its resume token may be used. A token
+	// works only while its slot exists (connected, or held within ResumeGrace), so this is an
+	// outer bound for leaked tokens; it must exceed the longest call that should survive a
+	// dropped connection, since tokens are only renewed on (re)join.
+	ResumeTokenTTL time.Duration
+	// QueueLimit bounds the events queued for one member (while held or slow); overflow ends
+	// the member as connection lost instead of dropping events silently. 0 means 256.
+	QueueLimit int
 }
 
 // Bind registers the room service's flags and environment variables.
@@ -25,4 +33,5 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.String(&c.Addr, "roomsvc-addr", "ROOMSVC_ADDR", "127.0.0.1:9101", "room service listen address")
 	v.String(&c.CredsvcURL, "credsvc-url", "CREDSVC_URL", "http://127.0.0.1:9102", "credential service base URL")
 	v.Duration(&c.ResumeGrace, "resume-grace", "RESUME_GRACE", 30*time.Second, "how long a dropped member's slot is held for a resume")
+	v.Duration(&c.ResumeTokenTTL, "resume-token-ttl", "RESUME_TOKEN_TTL", 12*time.Hour, "how long a resume token stays usable after it is issued (it also needs a live slot)")
 }

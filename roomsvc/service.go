@@ -4,34 +4,80 @@ package roomsvc
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
 )
 
+// maxRequestBytes bounds one client message on a Join stream: a signal's data plus headroom.
+const maxRequestBytes = maxSignalData + 16<<10
+
 // Service is the room service.
 type Service struct {
-	cfg Config
-	srv *platform.Server
+	cfg     Config
+	srv     *platform.Server
+	hub     *hub
+	meters  *meters
+	revoker *revoker
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
+	// stopping is closed when Run's context ends, so streams still waiting for their first
+	// message end too.
+	stopping chan struct{}
+	stopOnce sync.Once
 	roomv1connect.UnimplementedRoomServiceHandler
 	roomv1connect.UnimplementedRoomAdminServiceHandler
 }
 
 // New builds the room service and binds its listener.
 func New(cfg Config) (*Service, error) {
-	s := &Service{cfg: cfg}
+	tel := cfg.Telemetry.OrDefault()
+	met, err := newMeters(tel)
+	if err != nil {
+		return nil, fmt.Errorf("roomsvc: metrics: %w", err)
+	}
+	clientOpts, err := platform.ClientOptions(tel, cfg.InternalToken)
+	if err != nil {
+		return nil, fmt.Errorf("roomsvc: %w", err)
+	}
+	rev := newRevoker(credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), cfg.CredsvcURL, clientOpts...), cfg.Logger())
+	s := &Service{
+		cfg:      cfg,
+		meters:   met,
+		revoker:  rev,
+		tracer:   tel.Tracer.Tracer("github.com/tuturu/tuturu/roomsvc"),
+		prop:     tel.Propagator,
+		stopping: make(chan struct{}),
+	}
+	s.hub = newHub(hubConfig{
+		grace:      cfg.ResumeGrace,
+		tokenTTL:   tokenTTL(cfg),
+		queueLimit: cfg.QueueLimit,
+		gone:       rev.enqueue,
+		meters:     met,
+		log:        cfg.Logger(),
+	})
+
 	srv, err := platform.NewServer("roomsvc", cfg.Addr, cfg.Listener, cfg.Logger())
 	if err != nil {
 		return nil, err
 	}
-	internal, err := platform.HandlerOptions(cfg.Telemetry, cfg.InternalToken)
+	internal, err := platform.HandlerOptions(tel, cfg.InternalToken)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := platform.HandlerOptions(cfg.Telemetry, cfg.AdminToken)
+	admin, err := platform.HandlerOptions(tel, cfg.AdminToken)
 	if err != nil {
 		return nil, err
 	}
+	internal = append(internal, connect.WithReadMaxBytes(maxRequestBytes))
 	path, h := roomv1connect.NewRoomServiceHandler(s, internal...)
 	srv.Register(roomv1connect.RoomServiceName, path, h)
 	path, h = roomv1connect.NewRoomAdminServiceHandler(s, admin...)
@@ -40,13 +86,53 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// tokenTTL is the configured resume token lifetime, never shorter than the grace period
+// (a token that dies before its hold would make resume impossible).
+func tokenTTL(cfg Config) time.Duration {
+	ttl := cfg.ResumeTokenTTL
+	if min := cfg.ResumeGrace + time.Minute; ttl < min {
+		ttl = min
+	}
+	return ttl
+}
+
 // Addr is the address the service listens on.
 func (s *Service) Addr() string { return s.srv.Addr().String() }
 
-// Run serves until ctx ends, then stops gracefully.
+// Run serves until ctx ends, then ends every Join stream with Unavailable and stops
+// gracefully.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.srv.Serve(ctx); err != nil {
+	revCtx, stopRevoker := context.WithCancel(context.WithoutCancel(ctx))
+	revDone := make(chan struct{})
+	go func() {
+		defer close(revDone)
+		s.revoker.run(revCtx)
+	}()
+	// Streams must end when ctx does, or the server's graceful stop would wait for them.
+	serveDone, watchDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-ctx.Done():
+		case <-serveDone:
+		}
+		s.stop()
+	}()
+	err := s.srv.Serve(ctx)
+	close(serveDone)
+	<-watchDone
+	stopRevoker()
+	<-revDone
+	if err != nil {
 		return fmt.Errorf("roomsvc: %w", err)
 	}
 	return nil
+}
+
+// stop ends every stream and refuses new ones.
+func (s *Service) stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.hub.shutdown()
+	})
 }

@@ -1,0 +1,137 @@
+package roomsvc
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
+	"github.com/tuturu/tuturu/internal/platform"
+)
+
+// meters counts what the hub does, both as OpenTelemetry instruments (docs/observability.md)
+// and as the totals GetStats reports.
+type meters struct {
+	joins      metric.Int64Counter
+	resumes    metric.Int64Counter
+	departures metric.Int64Counter
+	setup      metric.Float64Histogram
+
+	pinRooms, lobbyRooms atomic.Int64
+	connected, held      atomic.Int64
+	okJoins, okResumes   atomic.Uint64
+	signals              atomic.Uint64
+
+	mu         sync.Mutex
+	rejections map[string]uint64
+	departed   map[string]uint64
+}
+
+func newMeters(tel platform.Telemetry) (*meters, error) {
+	m := &meters{rejections: map[string]uint64{}, departed: map[string]uint64{}}
+	meter := tel.OrDefault().Meter.Meter("github.com/tuturu/tuturu/roomsvc")
+	var err error
+	if m.joins, err = meter.Int64Counter("tuturu.room.joins", metric.WithDescription("Join attempts by outcome.")); err != nil {
+		return nil, err
+	}
+	if m.resumes, err = meter.Int64Counter("tuturu.room.resumes", metric.WithDescription("Resume attempts by outcome.")); err != nil {
+		return nil, err
+	}
+	if m.departures, err = meter.Int64Counter("tuturu.room.departures", metric.WithDescription("Members gone for good, by reason.")); err != nil {
+		return nil, err
+	}
+	if m.setup, err = meter.Float64Histogram("tuturu.call.setup.duration", metric.WithUnit("s"),
+		metric.WithDescription("From a PIN room becoming full to the first answer relayed."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)); err != nil {
+		return nil, err
+	}
+	if _, err = meter.Int64ObservableGauge("tuturu.rooms", metric.WithDescription("Live rooms by kind."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(m.pinRooms.Load(), metric.WithAttributes(attribute.String("kind", "pin")))
+			o.Observe(m.lobbyRooms.Load(), metric.WithAttributes(attribute.String("kind", "lobby")))
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	if _, err = meter.Int64ObservableGauge("tuturu.room.members", metric.WithDescription("Live members by state."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(m.connected.Load(), metric.WithAttributes(attribute.String("state", "connected")))
+			o.Observe(m.held.Load(), metric.WithAttributes(attribute.String("state", "held")))
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *meters) join(outcome string) {
+	m.joins.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	if outcome == "ok" {
+		m.okJoins.Add(1)
+		return
+	}
+	m.reject(outcome)
+}
+
+func (m *meters) resume(outcome string) {
+	m.resumes.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	if outcome == "ok" {
+		m.okResumes.Add(1)
+		return
+	}
+	m.reject(outcome)
+}
+
+func (m *meters) reject(outcome string) {
+	m.mu.Lock()
+	m.rejections[outcome]++
+	m.mu.Unlock()
+}
+
+func (m *meters) depart(reason roomv1.LeaveReason) {
+	name := reason.String()
+	m.departures.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", name)))
+	m.mu.Lock()
+	m.departed[name]++
+	m.mu.Unlock()
+}
+
+func (m *meters) callSetUp(d time.Duration) {
+	m.setup.Record(context.Background(), d.Seconds())
+}
+
+func (m *meters) rooms(kind roomv1.RoomKind, delta int64) {
+	if kind == roomv1.RoomKind_ROOM_KIND_LOBBY {
+		m.lobbyRooms.Add(delta)
+		return
+	}
+	m.pinRooms.Add(delta)
+}
+
+// stats returns the GetStats view.
+func (m *meters) stats() *roomv1.GetStatsResponse {
+	connected, held := m.connected.Load(), m.held.Load()
+	s := &roomv1.GetStatsResponse{
+		Rooms:       uint32(m.pinRooms.Load() + m.lobbyRooms.Load()),
+		Members:     uint32(connected + held),
+		HeldMembers: uint32(held),
+		Joins:       m.okJoins.Load(),
+		Resumes:     m.okResumes.Load(),
+		Signals:     m.signals.Load(),
+		Rejections:  map[string]uint64{},
+		Departures:  map[string]uint64{},
+	}
+	m.mu.Lock()
+	for k, v := range m.rejections {
+		s.Rejections[k] = v
+	}
+	for k, v := range m.departed {
+		s.Departures[k] = v
+	}
+	m.mu.Unlock()
+	return s
+}
