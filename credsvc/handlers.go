@@ -192,7 +192,7 @@ func (s *Service) revokeParticipant(ctx context.Context, participant, reason, de
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", participant))
 	now := s.cfg.now()
 	// Every credential the participant holds expires within MaxTTL of now.
-	rec := revocationRecord{RevokedAt: now, ExpiresAt: now.Add(s.cfg.MaxTTL).Truncate(time.Second).Add(time.Second), Reason: reason}
+	rec := revocationRecord{RevokedAt: now, ExpiresAt: now.Add(s.cfg.MaxTTL), Reason: reason}
 	rev, err := s.revs.add(prefixParticipant+participant, rec)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)

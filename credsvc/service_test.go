@@ -245,3 +245,5 @@ func TestTokens(t *testing.T) {
 		})
 	}
 }
+
+func turnKey(username, password string) []byte { return turn.GenerateAuthKey(username, realm, password) }
