@@ -246,4 +246,6 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-func turnKey(username, password string) []byte { return turn.GenerateAuthKey(username, realm, password) }
+func turnKey(username, password string) []byte {
+	return turn.GenerateAuthKey(username, realm, password)
+}
