@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// callPeer is a pion/webrtc peer that signals through the gateway's browser dialect, the way
+// the web client does: the first member offers on peer-joined, candidates trickle both ways.
+type callPeer struct {
+	t    *testing.T
+	name string
+	s    *stack
+	pc   *webrtc.PeerConnection
+	info joinInfo
+
+	mu        sync.Mutex // orders writes: an offer goes out before its own candidates
+	ws        *websocket.Conn
+	remoteSet bool
+	pending   []webrtc.ICECandidateInit
+	chat      *webrtc.DataChannel // created by the offerer
+
+	chatReady chan *webrtc.DataChannel
+
+	errs      chan error
+	peerLeft  chan struct{}
+	connected chan struct{}
+	channels  chan *webrtc.DataChannel // data channels opened by the remote side
+	loopDone  chan struct{}
+}
+
+// loopbackAPI keeps ICE on 127.0.0.1: no other interface, no mDNS, loopback candidates on.
+func loopbackAPI() *webrtc.API {
+	var se webrtc.SettingEngine
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+}
+
+// newCallPeer connects to /ws and joins pin; the peer connection uses the ICE servers and
+// policy from the join answer.
+func newCallPeer(t *testing.T, s *stack, name, pin string) *callPeer {
+	t.Helper()
+	p := &callPeer{
+		t: t, name: name, s: s,
+		errs:      make(chan error, 16),
+		peerLeft:  make(chan struct{}, 4),
+		connected: make(chan struct{}),
+		channels:  make(chan *webrtc.DataChannel, 4),
+		chatReady: make(chan *webrtc.DataChannel, 1),
+	}
+	w := dialWS(t, s, name, nil)
+	p.ws = w.c
+	p.info = w.join(pin)
+	p.newPeerConnection()
+	p.startLoop()
+	return p
+}
+
+func (p *callPeer) newPeerConnection() {
+	cfg := webrtc.Configuration{ICETransportPolicy: webrtc.NewICETransportPolicy(p.info.ICETransportPolicy)}
+	for _, s := range p.info.ICEServers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	pc, err := loopbackAPI().NewPeerConnection(cfg)
+	if err != nil {
+		p.t.Fatalf("%s: new peer connection: %v", p.name, err)
+	}
+	p.t.Cleanup(func() { _ = pc.Close() })
+	p.pc = pc
+	var once sync.Once
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(p.connected) })
+		}
+	})
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		b, _ := json.Marshal(c.ToJSON())
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.sendLocked(`{"type":"ice-candidate","data":` + string(b) + `}`)
+	})
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) { p.channels <- dc })
+}
+
+func (p *callPeer) sendLocked(msg string) {
+	ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
+	defer cancel()
+	if err := p.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		p.fail(fmt.Errorf("send: %w", err))
+	}
+}
+
+func (p *callPeer) fail(err error) {
+	select {
+	case p.errs <- fmt.Errorf("%s: %w", p.name, err):
+	default:
+	}
+}
+
+// startLoop reads signaling messages until the socket ends.
+func (p *callPeer) startLoop() {
+	p.loopDone = make(chan struct{})
+	ws := p.ws
+	go func() {
+		defer close(p.loopDone)
+		for {
+			_, b, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var m serverMsg
+			if err := json.Unmarshal(b, &m); err != nil {
+				p.fail(fmt.Errorf("bad JSON from gateway: %s", b))
+				continue
+			}
+			p.handle(m, b)
+		}
+	}()
+}
+
+func (p *callPeer) handle(m serverMsg, raw []byte) {
+	switch m.Type {
+	case "peer-joined":
+		p.offer()
+	case "offer":
+		var sd webrtc.SessionDescription
+		if err := json.Unmarshal(m.Data, &sd); err != nil {
+			p.fail(err)
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err := p.pc.SetRemoteDescription(sd); err != nil {
+			p.fail(fmt.Errorf("set offer: %w", err))
+			return
+		}
+		p.flushCandidatesLocked()
+		ans, err := p.pc.CreateAnswer(nil)
+		if err == nil {
+			err = p.pc.SetLocalDescription(ans)
+		}
+		if err != nil {
+			p.fail(fmt.Errorf("answer: %w", err))
+			return
+		}
+		b, _ := json.Marshal(ans)
+		p.sendLocked(`{"type":"answer","data":` + string(b) + `}`)
+	case "answer":
+		var sd webrtc.SessionDescription
+		if err := json.Unmarshal(m.Data, &sd); err != nil {
+			p.fail(err)
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err := p.pc.SetRemoteDescription(sd); err != nil {
+			p.fail(fmt.Errorf("set answer: %w", err))
+			return
+		}
+		p.flushCandidatesLocked()
+	case "ice-candidate":
+		var c webrtc.ICECandidateInit
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			p.fail(err)
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.remoteSet {
+			p.pending = append(p.pending, c)
+			return
+		}
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.fail(fmt.Errorf("add candidate: %w", err))
+		}
+	case "peer-left":
+		p.peerLeft <- struct{}{}
+	case "pong":
+	default:
+		p.fail(fmt.Errorf("unexpected message %s", raw))
+	}
+}
+
+func (p *callPeer) flushCandidatesLocked() {
+	p.remoteSet = true
+	for _, c := range p.pending {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.fail(fmt.Errorf("add candidate: %w", err))
+		}
+	}
+	p.pending = nil
+}
+
+// offer creates an offer (a new one on renegotiation) and sends it before any of its
+// candidates.
+func (p *callPeer) offer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.chat == nil {
+		dc, err := p.pc.CreateDataChannel("chat", nil)
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		p.chat = dc
+		p.chatReady <- dc
+	}
+	o, err := p.pc.CreateOffer(nil)
+	if err == nil {
+		err = p.pc.SetLocalDescription(o)
+	}
+	if err != nil {
+		p.fail(fmt.Errorf("offer: %w", err))
+		return
+	}
+	b, _ := json.Marshal(o)
+	p.sendLocked(`{"type":"offer","data":` + string(b) + `}`)
+}
+
+// waitConnected waits for the peer connection, failing on any signaling error.
+func (p *callPeer) waitConnected(d time.Duration) {
+	p.t.Helper()
+	select {
+	case <-p.connected:
+	case err := <-p.errs:
+		p.t.Fatal(err)
+	case <-time.After(d):
+		p.t.Fatalf("%s: not connected after %v (state %s)", p.name, d, p.pc.ConnectionState())
+	}
+}
+
+// dropSocket kills the signaling socket without a close frame, as a network change would.
+func (p *callPeer) dropSocket() {
+	_ = p.ws.CloseNow()
+	<-p.loopDone
+}
+
+// resume opens a new socket and takes the slot back with the resume token.
+func (p *callPeer) resume() joinInfo {
+	p.t.Helper()
+	w := dialWS(p.t, p.s, p.name+"-resumed", nil)
+	w.send(`{"type":"resume","token":"` + p.info.ResumeToken + `"}`)
+	info := w.joinAnswer("resumed")
+	p.mu.Lock()
+	p.ws = w.c
+	p.mu.Unlock()
+	p.startLoop()
+	return info
+}
+
+// remoteChannel waits for a data channel label from the remote side.
+func (p *callPeer) remoteChannel(label string, d time.Duration) *webrtc.DataChannel {
+	p.t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case dc := <-p.channels:
+			if dc.Label() == label {
+				return dc
+			}
+		case err := <-p.errs:
+			p.t.Fatal(err)
+		case <-deadline:
+			p.t.Fatalf("%s: no data channel %q after %v", p.name, label, d)
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/tuturu/tuturu/roomsvc"
+)
+
+// connectTimeout bounds ICE and DTLS on loopback, which take well under a second here.
+const connectTimeout = 20 * time.Second
+
+// TestCallThroughGateway: two pion peers join one PIN through the gateway, negotiate through
+// it, connect on loopback and exchange data-channel messages both ways.
+func TestCallThroughGateway(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	pin := nextPIN()
+	a := newCallPeer(t, s, "a", pin)
+	b := newCallPeer(t, s, "b", pin)
+	a.waitConnected(connectTimeout)
+	b.waitConnected(connectTimeout)
+	aChat := a.waitChat(connectTimeout)
+	bChat := b.remoteChannel("chat", connectTimeout)
+	exchange(t, aChat, bChat, "before", 10)
+}
+
+// TestCallSurvivesSignalingDrop: one peer's signaling socket drops mid-call; it resumes with
+// its token, the other peer is told nothing, data keeps flowing, and signaling continues (a
+// renegotiation that adds a data channel goes through the resumed socket).
+func TestCallSurvivesSignalingDrop(t *testing.T) {
+	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 10 * time.Second }})
+	pin := nextPIN()
+	a := newCallPeer(t, s, "a", pin)
+	b := newCallPeer(t, s, "b", pin)
+	a.waitConnected(connectTimeout)
+	b.waitConnected(connectTimeout)
+	aChat := a.waitChat(connectTimeout)
+	bChat := b.remoteChannel("chat", connectTimeout)
+	exchange(t, aChat, bChat, "before", 5)
+
+	a.dropSocket()
+	exchange(t, aChat, bChat, "while-dropped", 5) // media and data are peer to peer
+	info := a.resume()
+	if info.ParticipantID != a.info.ParticipantID || info.Role != "first" {
+		t.Fatalf("resumed as %+v, joined as %+v", info, a.info)
+	}
+	exchange(t, aChat, bChat, "after-resume", 5)
+
+	// Signaling continues: a renegotiates to add a channel, through the new socket.
+	extra, err := a.pc.CreateDataChannel("extra", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.offer()
+	bExtra := b.remoteChannel("extra", connectTimeout)
+	exchange(t, extra, bExtra, "renegotiated", 5)
+	select {
+	case <-b.peerLeft:
+		t.Fatal("the other peer was told peer-left during a resume")
+	default:
+	}
+}
+
+func (p *callPeer) waitChat(d time.Duration) *webrtc.DataChannel {
+	p.t.Helper()
+	select {
+	case dc := <-p.chatReady:
+		return dc
+	case err := <-p.errs:
+		p.t.Fatal(err)
+	case <-time.After(d):
+		p.t.Fatalf("%s: never offered", p.name)
+	}
+	return nil
+}
+
+// exchange sends n messages each way over a pair of channel ends and checks every one
+// arrives, in order.
+func exchange(t *testing.T, x, y *webrtc.DataChannel, tag string, n int) {
+	t.Helper()
+	recv := func(dc *webrtc.DataChannel) chan string {
+		ch := make(chan string, n)
+		dc.OnMessage(func(m webrtc.DataChannelMessage) {
+			select {
+			case ch <- string(m.Data):
+			default:
+			}
+		})
+		return ch
+	}
+	opened := func(dc *webrtc.DataChannel) chan struct{} {
+		ch := make(chan struct{})
+		dc.OnOpen(func() { close(ch) })
+		return ch
+	}
+	for _, dc := range []*webrtc.DataChannel{x, y} {
+		select {
+		case <-opened(dc):
+		case <-time.After(connectTimeout):
+			t.Fatalf("data channel %s not open", dc.Label())
+		}
+	}
+	fromX, fromY := recv(y), recv(x)
+	for i := range n {
+		if err := x.SendText(fmt.Sprintf("%s x %d", tag, i)); err != nil {
+			t.Fatalf("send on %s: %v", x.Label(), err)
+		}
+		if err := y.SendText(fmt.Sprintf("%s y %d", tag, i)); err != nil {
+			t.Fatalf("send on %s: %v", y.Label(), err)
+		}
+	}
+	for i := range n {
+		for _, c := range []struct {
+			ch   chan string
+			from string
+		}{{fromX, "x"}, {fromY, "y"}} {
+			select {
+			case got := <-c.ch:
+				if want := fmt.Sprintf("%s %s %d", tag, c.from, i); got != want {
+					t.Fatalf("got %q, want %q", got, want)
+				}
+			case <-time.After(connectTimeout):
+				t.Fatalf("%s: message %d from %s did not arrive", tag, i, c.from)
+			}
+		}
+	}
+}
