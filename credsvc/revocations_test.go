@@ -1,0 +1,54 @@
+package credsvc
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// A watcher that stops reading is cut off with ResourceExhausted (it reconnects and gets a
+// fresh snapshot), never silently skipped; other watchers are unaffected.
+func TestSlowWatcherIsCutOff(t *testing.T) {
+	st, err := openStore(filepath.Join(t.TempDir(), "credsvc.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	now := time.Unix(1_800_000_000, 0)
+	r := newRevocations(st, map[string]revocationRecord{})
+	slow, _, err := r.watch(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, _, err := r.watch(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range watcherBuffer + 1 {
+		if _, err := r.add(fmt.Sprintf("%sp%d", prefixParticipant, i), revocationRecord{RevokedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if i < watcherBuffer {
+			<-fast.ch
+		}
+	}
+	select {
+	case <-slow.done:
+		if connect.CodeOf(slow.err) != connect.CodeResourceExhausted {
+			t.Errorf("slow watcher ended with %v, want ResourceExhausted", slow.err)
+		}
+	default:
+		t.Fatal("a watcher that fell behind was not cut off")
+	}
+	select {
+	case <-fast.done:
+		t.Fatal("the reading watcher was cut off")
+	case <-fast.ch:
+	}
+	if r.count() != 1 {
+		t.Errorf("%d watchers registered, want 1", r.count())
+	}
+}

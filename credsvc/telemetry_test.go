@@ -1,0 +1,91 @@
+package credsvc_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tuturu/tuturu/credsvc"
+	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+	"github.com/tuturu/tuturu/internal/platform"
+)
+
+func TestTelemetry(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	spans := tracetest.NewSpanRecorder()
+	tel := platform.NoTelemetry()
+	tel.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	tel.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+
+	e := newEnv(t)
+	n := e.start(func(c *credsvc.Config) { c.Telemetry = tel })
+	c := n.internal(t, nil)
+	cred := issue(t, c, "uma")
+	validateVerdict(t, c, cred.GetUsername())
+	validateVerdict(t, c, "garbage")
+	if _, err := c.Revoke(ctx(t), connect.NewRequest(&credv1.RevokeRequest{Target: &credv1.RevokeRequest_ParticipantId{ParticipantId: "uma"}, Reason: "left"})); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("collect: %v", err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				continue
+			}
+			for _, dp := range sum.DataPoints {
+				key := m.Name
+				for _, kv := range dp.Attributes.ToSlice() {
+					key += " " + string(kv.Key) + "=" + kv.Value.Emit()
+				}
+				got[key] += dp.Value
+			}
+		}
+	}
+	for _, want := range []string{
+		"tuturu.cred.issued",
+		"tuturu.cred.validations verdict=valid",
+		"tuturu.cred.validations verdict=malformed",
+		"tuturu.cred.revocations reason=left",
+	} {
+		if got[want] != 1 {
+			t.Errorf("metric %q = %d, want 1 (all: %v)", want, got[want], got)
+		}
+	}
+
+	var issueSpan sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.Name() == "tuturu.cred.v1.CredentialService/Issue" {
+			issueSpan = s
+		}
+		for _, kv := range s.Attributes() {
+			if v := kv.Value.Emit(); strings.Contains(v, cred.GetPassword()) || strings.Contains(v, cred.GetUsername()) {
+				t.Errorf("span %s attribute %s carries the credential", s.Name(), kv.Key)
+			}
+		}
+	}
+	if issueSpan == nil {
+		t.Fatalf("no Issue server span among %d spans", len(spans.Ended()))
+	}
+	want := map[attribute.Key]string{"tuturu.participant.id": "uma", "tuturu.outcome": "ok"}
+	for _, kv := range issueSpan.Attributes() {
+		if w, ok := want[kv.Key]; ok && kv.Value.Emit() == w {
+			delete(want, kv.Key)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("Issue span lacks %v; has %v", want, issueSpan.Attributes())
+	}
+}
