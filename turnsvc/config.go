@@ -182,9 +182,15 @@ func (c *Config) validate() (settings, error) {
 	return s, errors.Join(errs...)
 }
 
-// ownRelayIP reports whether ip is the address relays are advertised or bound on.
+// ownRelayIP reports whether ip is the address relays are advertised or bound on, so that two
+// callers relayed by this server reach each other even when that address is private. Loopback
+// is the exception: it is never another caller's relay outside a local demo, and those opt in
+// with TURN_ALLOW_PEERS like any loopback peer.
 func (s settings) ownRelayIP(ip netip.Addr) bool {
 	ip = ip.Unmap()
+	if ip.IsLoopback() {
+		return false
+	}
 	ext, _ := netip.AddrFromSlice(s.externalIP)
 	lis, _ := netip.AddrFromSlice(s.listenIP)
 	return ip == ext.Unmap() || (ip == lis.Unmap() && !lis.IsUnspecified())
