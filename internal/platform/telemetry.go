@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -119,13 +120,36 @@ func protocol(getenv func(string) string, signal string) string {
 	return "http/protobuf"
 }
 
-// The exporters read their endpoint, headers, TLS and timeout from the OTEL_* variables.
+// endpoint is the export URL for a signal as getenv sees it: the signal's own variable as
+// is, or the base endpoint plus the signal's path (OTLP/HTTP) or as is (gRPC). It is passed to
+// the exporters explicitly because they read the process environment, not getenv.
+func endpoint(getenv func(string) string, signal, httpPath string) (string, error) {
+	name, u := "OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT")
+	if u == "" {
+		name, u = "OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimSuffix(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "/")+httpPath
+	}
+	// The exporters would silently fall back to localhost on a URL they cannot use.
+	if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return "", fmt.Errorf("%s: %q is not a URL such as http://collector:4318", name, getenv(name))
+	}
+	return u, nil
+}
+
+// The exporters read headers, TLS, compression and timeout from the process's OTEL_* variables.
 func traceExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
 	switch p := protocol(getenv, "TRACES"); p {
 	case "grpc":
-		return otlptracegrpc.New(ctx)
+		u, err := endpoint(getenv, "TRACES", "")
+		if err != nil {
+			return nil, err
+		}
+		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(u))
 	case "http/protobuf":
-		return otlptracehttp.New(ctx)
+		u, err := endpoint(getenv, "TRACES", "/v1/traces")
+		if err != nil {
+			return nil, err
+		}
+		return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u))
 	default:
 		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not grpc or http/protobuf", p)
 	}
@@ -134,9 +158,17 @@ func traceExporter(ctx context.Context, getenv func(string) string) (sdktrace.Sp
 func metricExporter(ctx context.Context, getenv func(string) string) (sdkmetric.Exporter, error) {
 	switch p := protocol(getenv, "METRICS"); p {
 	case "grpc":
-		return otlpmetricgrpc.New(ctx)
+		u, err := endpoint(getenv, "METRICS", "")
+		if err != nil {
+			return nil, err
+		}
+		return otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpointURL(u))
 	case "http/protobuf":
-		return otlpmetrichttp.New(ctx)
+		u, err := endpoint(getenv, "METRICS", "/v1/metrics")
+		if err != nil {
+			return nil, err
+		}
+		return otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(u))
 	default:
 		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not grpc or http/protobuf", p)
 	}
