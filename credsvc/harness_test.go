@@ -52,12 +52,12 @@ type node struct {
 
 // env is a data directory and clock shared by the credsvc instances a test starts on it.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	clock *clock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return &env{t: t, dir: t.TempDir(), clock: newClock()}
 }
@@ -132,7 +132,7 @@ var protocols = []struct {
 	{"grpc", []connect.ClientOption{connect.WithGRPC()}},
 }
 
-func clientOptions(t *testing.T, token string, extra []connect.ClientOption) []connect.ClientOption {
+func clientOptions(t testing.TB, token string, extra []connect.ClientOption) []connect.ClientOption {
 	t.Helper()
 	opts, err := platform.ClientOptions(platform.NoTelemetry(), token)
 	if err != nil {
@@ -141,22 +141,22 @@ func clientOptions(t *testing.T, token string, extra []connect.ClientOption) []c
 	return append(opts, extra...)
 }
 
-func (n *node) internal(t *testing.T, proto []connect.ClientOption) credv1connect.CredentialServiceClient {
+func (n *node) internal(t testing.TB, proto []connect.ClientOption) credv1connect.CredentialServiceClient {
 	return credv1connect.NewCredentialServiceClient(n.http, n.url, clientOptions(t, internalToken, proto)...)
 }
 
-func (n *node) admin(t *testing.T, proto []connect.ClientOption) credv1connect.CredentialAdminServiceClient {
+func (n *node) admin(t testing.TB, proto []connect.ClientOption) credv1connect.CredentialAdminServiceClient {
 	return credv1connect.NewCredentialAdminServiceClient(n.http, n.url, clientOptions(t, adminToken, proto)...)
 }
 
 // ctx is a context bounded by a deadline, so no RPC in a test can hang.
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)

@@ -52,3 +52,23 @@ func TestSlowWatcherIsCutOff(t *testing.T) {
 		t.Errorf("%d watchers registered, want 1", r.count())
 	}
 }
+
+// The work Validate does once the request is decoded: parse, keyring and revocation look-ups,
+// HMAC-SHA1 and MD5. Everything else in BenchmarkValidate is Connect and HTTP/2.
+func BenchmarkValidateLogic(b *testing.B) {
+	now := time.Unix(1_800_000_000, 0)
+	s := &Service{cfg: Config{MaxTTL: 24 * time.Hour, Now: func() time.Time { return now }}}
+	s.revs = newRevocations(nil, map[string]revocationRecord{})
+	ch, err := (&keyring{byID: map[string]secretRecord{}}).promote(generateSecret(), now, s.cfg.MaxTTL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.keys.Store(ch.next)
+	username := formatUsername(now.Add(time.Hour), "participant-0123456789", ch.next.active.ID)
+	b.ReportAllocs()
+	for b.Loop() {
+		if s.validate(username, "tuturu").Key == nil {
+			b.Fatal("not valid")
+		}
+	}
+}

@@ -21,7 +21,7 @@ import (
 
 const realm = "tuturu"
 
-func issue(t *testing.T, c credv1connect.CredentialServiceClient, participant string) *credv1.IssueResponse {
+func issue(t testing.TB, c credv1connect.CredentialServiceClient, participant string) *credv1.IssueResponse {
 	t.Helper()
 	res, err := c.Issue(ctx(t), connect.NewRequest(&credv1.IssueRequest{ParticipantId: participant}))
 	if err != nil {
