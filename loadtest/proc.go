@@ -1,0 +1,95 @@
+package loadtest
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/<pid>/stat. It is 100 on every
+// Linux architecture Go supports (the kernel fixes it for user space).
+const clockTick = 10 * time.Millisecond
+
+// cpuTime returns the user plus system CPU time a process has used.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: %w", err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads fields 14 (utime) and 15 (stime) of /proc/<pid>/stat. The command name
+// (field 2) is in parentheses and may hold spaces, so fields are counted after its last ')'.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("server CPU: /proc stat without a command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state), so field n is f[n-3].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("server CPU: /proc stat has %d fields", len(f)+2)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("server CPU: utime %q stime %q are not numbers", f[11], f[12])
+	}
+	return time.Duration(utime+stime) * clockTick, nil
+}
+
+// rss returns a process's resident set size in bytes (VmRSS of /proc/<pid>/status).
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("server memory: %w", err)
+	}
+	return parseVmRSS(string(b))
+}
+
+func parseVmRSS(status string) (int64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("server memory: odd VmRSS line %q", line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("server memory: odd VmRSS line %q", line)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("server memory: no VmRSS line")
+}
+
+// sumCPU and sumRSS add up every server process.
+func sumCPU(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+func sumRSS(pids []int) (int64, error) {
+	var total int64
+	for _, pid := range pids {
+		n, err := rss(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
