@@ -37,8 +37,22 @@ run: ## run every service in one process on localhost (tuturu all)
 	go run ./cmd/tuturu all
 
 .PHONY: test
-test: lint check-generated ## lint, check gen/, run every test
+test: lint check-generated test-web ensure-chromium ## lint, check gen/, run every test
 	go test -count=1 ./...
+
+.PHONY: test-web
+test-web: ## unit tests of the browser client (reducer and helpers) with node --test
+	cd web && node --test test/
+
+.PHONY: ensure-chromium
+ensure-chromium: ## install Debian's Chromium for the browser tests when missing (as root)
+	@if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "Chromium is missing and this is not root: run 'sudo apt-get update && sudo apt-get install -y chromium'"; \
+		echo "(the browser tests in e2e/ fail without it, unless TUTURU_SKIP_BROWSER=1)"; \
+	fi
 
 .PHONY: clean
 clean: ## remove build output and local data
