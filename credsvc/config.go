@@ -34,8 +34,9 @@ type Config struct {
 	TurnHost string
 	// TurnPort is the TURN UDP/TCP port in those URLs.
 	TurnPort int
-	// TurnTLSPort adds a turns: URL on that port; 0 leaves it out.
-	TurnTLSPort int
+	// TurnsPort adds a turns: (TURN over TLS) URL on that port; 0 leaves it out. It is not
+	// turnsvc's TURN_TLS_PORT: TLS may be served by turnsvc (5349) or by the edge (443).
+	TurnsPort int
 	// SweepInterval is how often expired revocations are forgotten and old secrets retired.
 	SweepInterval time.Duration
 	// Now is the clock; nil means time.Now. Tests set it to move time forward.
@@ -50,7 +51,7 @@ const (
 	envSTUN       = "STUN_SERVERS (-stun-servers)"
 	envTurnHost   = "TURN_HOST (-turn-host)"
 	envTurnPort   = "TURN_PORT (-turn-port)"
-	envTLSPort    = "TURN_TLS_PORT (-turn-tls-port)"
+	envTurnsPort  = "TURNS_PORT (-turns-port)"
 	envSweep      = "CREDSVC_SWEEP_INTERVAL (-credsvc-sweep-interval)"
 )
 
@@ -69,7 +70,8 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.List(&c.STUNServers, "stun-servers", "STUN_SERVERS", "", "comma-separated STUN URLs handed to clients")
 	v.String(&c.TurnHost, "turn-host", "TURN_HOST", "127.0.0.1", "host name or IP in the TURN URLs handed to clients")
 	v.Port(&c.TurnPort, "turn-port", "TURN_PORT", 3478, "TURN UDP/TCP port")
-	v.Int(&c.TurnTLSPort, "turn-tls-port", "TURN_TLS_PORT", 0, "TURN over TLS port in the URLs handed to clients (e.g. 5349); 0 = none")
+	// Its own name: turnsvc's TURN_TLS_PORT is where it listens, which clients may not reach.
+	v.Int(&c.TurnsPort, "turns-port", "TURNS_PORT", 0, "port of the turns: (TURN over TLS) URL handed to clients, e.g. 5349 or 443; 0 = no turns: URL")
 	// A minute keeps the revocation list short without measurable cost.
 	v.Duration(&c.SweepInterval, "credsvc-sweep-interval", "CREDSVC_SWEEP_INTERVAL", time.Minute, "how often expired revocations and secrets are swept")
 }
@@ -124,8 +126,8 @@ func (c *Config) check() error {
 	if c.TurnPort < 1 || c.TurnPort > 65535 {
 		fail(envTurnPort, "must be a port number 1-65535 (got %d)", c.TurnPort)
 	}
-	if c.TurnTLSPort < 0 || c.TurnTLSPort > 65535 {
-		fail(envTLSPort, "must be a port number 1-65535, or 0 for none (got %d)", c.TurnTLSPort)
+	if c.TurnsPort < 0 || c.TurnsPort > 65535 {
+		fail(envTurnsPort, "must be a port number 1-65535, or 0 for none (got %d)", c.TurnsPort)
 	}
 	stun := make([]string, 0, len(c.STUNServers))
 	for _, u := range c.STUNServers {

@@ -71,12 +71,12 @@ func (s *Service) Issue(ctx context.Context, req *connect.Request[credv1.IssueRe
 	}), nil
 }
 
-// turnURLs are the TURN URLs handed out: UDP and TCP on TurnPort, TLS on TurnTLSPort if set.
+// turnURLs are the TURN URLs handed out: UDP and TCP on TurnPort, TLS on TurnsPort if set.
 func (s *Service) turnURLs() []string {
 	hostPort := net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnPort))
 	urls := []string{"turn:" + hostPort + "?transport=udp", "turn:" + hostPort + "?transport=tcp"}
-	if s.cfg.TurnTLSPort > 0 {
-		urls = append(urls, "turns:"+net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnTLSPort))+"?transport=tcp")
+	if s.cfg.TurnsPort > 0 {
+		urls = append(urls, "turns:"+net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnsPort))+"?transport=tcp")
 	}
 	return urls
 }

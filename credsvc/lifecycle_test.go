@@ -1,6 +1,10 @@
 package credsvc_test
 
 import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +13,7 @@ import (
 
 	"github.com/tuturu/tuturu/credsvc"
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+	"github.com/tuturu/tuturu/internal/platform"
 )
 
 func keyIDOf(username string) string { return username[strings.LastIndexByte(username, ':')+1:] }
@@ -167,7 +172,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"tiny max ttl", func(c *credsvc.Config) { c.MaxTTL = time.Second; c.TTL = time.Second }, "TURN_MAX_TTL"},
 		{"no host", func(c *credsvc.Config) { c.TurnHost = "" }, "TURN_HOST"},
 		{"bad port", func(c *credsvc.Config) { c.TurnPort = 0 }, "TURN_PORT"},
-		{"bad tls port", func(c *credsvc.Config) { c.TurnTLSPort = 70000 }, "TURN_TLS_PORT"},
+		{"bad tls port", func(c *credsvc.Config) { c.TurnsPort = 70000 }, "TURNS_PORT"},
 		{"bad stun", func(c *credsvc.Config) { c.STUNServers = []string{"turn:x.example:3478"} }, "STUN_SERVERS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,5 +219,46 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Bound from flags and environment as main does: the defaults start, and each variable's
+// error names it.
+func TestBindFromEnvironment(t *testing.T) {
+	e := newEnv(t)
+	bind := func(env map[string]string) (credsvc.Config, error) {
+		cfg := e.config()
+		v := platform.NewVars(flag.NewFlagSet("credsvc", flag.ContinueOnError), func(k string) string { return env[k] })
+		cfg.Bind(v)
+		return cfg, v.Resolve()
+	}
+	cfg, err := bind(map[string]string{
+		"CREDSVC_DB":   filepath.Join(e.dir, "elsewhere", "creds.db"),
+		"STUN_SERVERS": "stun.example.org:3478, stun:stun2.example.org",
+		"TURNS_PORT":   "443",
+		"TURN_TTL":     "30m",
+	})
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	cfg.Listener, cfg.Now = e.config().Listener, e.clock.Now
+	n := e.start(func(c *credsvc.Config) { *c = cfg })
+	got := issue(t, n.internal(t, nil), "victor")
+	if got.GetTtl().AsDuration() != 30*time.Minute {
+		t.Errorf("ttl = %v, want TURN_TTL 30m", got.GetTtl().AsDuration())
+	}
+	if urls := got.GetIceServers()[0].GetUrls(); !slices.Equal(urls, []string{"stun:stun.example.org:3478", "stun:stun2.example.org"}) {
+		t.Errorf("STUN urls = %q", urls)
+	}
+	if urls := got.GetTurnUrls(); len(urls) != 3 || urls[2] != "turns:127.0.0.1:443?transport=tcp" {
+		t.Errorf("TURN urls = %q, want a turns: URL on TURNS_PORT", urls)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "elsewhere", "creds.db")); err != nil {
+		t.Errorf("CREDSVC_DB not used: %v", err)
+	}
+
+	_, err = bind(map[string]string{"TURN_TTL": "forever"})
+	if err == nil || !strings.Contains(err.Error(), "TURN_TTL") {
+		t.Errorf("TURN_TTL=forever: %v, want an error naming TURN_TTL", err)
 	}
 }

@@ -35,7 +35,7 @@ func TestIssueThenValidate(t *testing.T) {
 	n := e.start(func(c *credsvc.Config) {
 		c.STUNServers = []string{"stun:stun.example.org:3478", "stun:[2001:db8::1]:3478"}
 		c.TurnHost = "turn.example.org"
-		c.TurnTLSPort = 5349
+		c.TurnsPort = 5349
 	})
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
