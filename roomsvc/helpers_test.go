@@ -160,14 +160,55 @@ type tmember struct {
 	events chan *roomv1.JoinResponse
 	end    chan error // the error that ended the receive side (io.EOF-like → nil)
 	cancel context.CancelFunc
+	conns  *connLog
+}
+
+// connLog records the client's TCP connections so a test can cut them like a crashed gateway.
+type connLog struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *connLog) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
+}
+
+// drop cuts the member's connection, as a crashed gateway or dead network would.
+func (c *tmember) drop() { c.conns.closeAll() }
+
+// hangUp ends the stream from the client without a leave, as a gateway does when its browser
+// socket dies. Cancelling the context alone does not end a Connect bidi stream whose request
+// body is still open (Go's HTTP/2 transport waits on the body): close the request side too.
+func (c *tmember) hangUp() {
+	_ = c.stream.CloseRequest()
+	c.cancel()
 }
 
 func (ts *testService) dial(t *testing.T, opts []connect.ClientOption) *tmember {
 	t.Helper()
 	opts = append(append([]connect.ClientOption{}, opts...), connect.WithInterceptors(platform.NewSendToken(ts.internal)))
-	rc := roomv1connect.NewRoomServiceClient(platform.NewH2CClient(), ts.url, opts...)
+	hc := platform.NewH2CClient()
+	tr := hc.Transport.(*http.Transport)
+	conns := &connLog{}
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err == nil {
+			conns.mu.Lock()
+			conns.conns = append(conns.conns, conn)
+			conns.mu.Unlock()
+		}
+		return conn, err
+	}
+	rc := roomv1connect.NewRoomServiceClient(hc, ts.url, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &tmember{t: t, stream: rc.Join(ctx), events: make(chan *roomv1.JoinResponse, 1024), end: make(chan error, 1), cancel: cancel}
+	c := &tmember{t: t, stream: rc.Join(ctx), events: make(chan *roomv1.JoinResponse, 1024), end: make(chan error, 1),
+		cancel: cancel, conns: conns}
+	t.Cleanup(conns.closeAll)
 	t.Cleanup(cancel)
 	return c
 }

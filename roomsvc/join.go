@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/attribute"
@@ -25,10 +27,23 @@ type joinStart struct {
 
 // Join implements tuturu.room.v1.RoomService.Join.
 func (s *Service) Join(ctx context.Context, stream *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse]) error {
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
 	sess := newSession()
 	started := make(chan joinStart, 1)
 	readerDone := make(chan error, 1)
-	go s.read(stream, sess, started, readerDone)
+	readerExited := make(chan struct{})
+	go func() {
+		defer close(readerExited)
+		s.read(stream, sess, started, readerDone)
+	}()
+	// The reader must be out of Receive before this handler returns (the stream is not safe
+	// for use afterwards), so a server-side end interrupts its read first.
+	defer func() {
+		if stopReading(ctx) {
+			<-readerExited
+		}
+	}()
 
 	var m *member
 	select {
@@ -41,6 +56,24 @@ func (s *Service) Join(ctx context.Context, stream *connect.BidiStream[roomv1.Jo
 		return errShuttingDown.connectErr()
 	}
 	return s.write(ctx, stream, m, sess, readerDone)
+}
+
+type readControlKey struct{}
+
+// withReadControl lets Join interrupt its own pending Receive: connect-go has no way to, but
+// the request's read deadline does.
+func withReadControl(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), readControlKey{}, rc)))
+	})
+}
+
+// stopReading makes a pending Receive on ctx's stream return now. It reports false when it
+// cannot, in which case the caller must not wait for the reader.
+func stopReading(ctx context.Context) bool {
+	rc, ok := ctx.Value(readControlKey{}).(*http.ResponseController)
+	return ok && rc.SetReadDeadline(time.Now()) == nil
 }
 
 // write sends the member's events until the stream ends, and says how it ends.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -32,6 +33,8 @@ type Service struct {
 	// message end too.
 	stopping chan struct{}
 	stopOnce sync.Once
+	// streams counts open Join handlers (tests wait on it).
+	streams atomic.Int64
 	roomv1connect.UnimplementedRoomServiceHandler
 	roomv1connect.UnimplementedRoomAdminServiceHandler
 }
@@ -79,7 +82,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	internal = append(internal, connect.WithReadMaxBytes(maxRequestBytes))
 	path, h := roomv1connect.NewRoomServiceHandler(s, internal...)
-	srv.Register(roomv1connect.RoomServiceName, path, h)
+	srv.Register(roomv1connect.RoomServiceName, path, withReadControl(h))
 	path, h = roomv1connect.NewRoomAdminServiceHandler(s, admin...)
 	srv.Register(roomv1connect.RoomAdminServiceName, path, h)
 	s.srv = srv

@@ -1,0 +1,510 @@
+package roomsvc
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
+	"github.com/tuturu/tuturu/internal/platform"
+)
+
+// Pure tests of the room rules: no network, sessions driven directly.
+
+type goneLog struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (g *goneLog) add(id string) {
+	g.mu.Lock()
+	g.ids = append(g.ids, id)
+	g.mu.Unlock()
+}
+
+func (g *goneLog) list() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.ids...)
+}
+
+func newTestHub(t *testing.T, grace time.Duration) (*hub, *goneLog) {
+	t.Helper()
+	met, err := newMeters(platform.NoTelemetry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &goneLog{}
+	return newHub(hubConfig{grace: grace, tokenTTL: time.Hour, queueLimit: 8, gone: g.add, meters: met}), g
+}
+
+// conn is one session attached to a member.
+type conn struct {
+	t    *testing.T
+	h    *hub
+	m    *member
+	sess *session
+}
+
+func (h *hub) testEnter(t *testing.T, e *roomv1.Enter) *conn {
+	t.Helper()
+	sess := newSession()
+	m, rej := h.enter(e, sess, noCause())
+	if rej != nil {
+		t.Fatalf("enter: %v", rej.msg)
+	}
+	return &conn{t: t, h: h, m: m, sess: sess}
+}
+
+func pinEnter(pin string) *roomv1.Enter { return &roomv1.Enter{Room: &roomv1.Enter_Pin{Pin: pin}} }
+
+func lobbyEnter(lobby, peer string) *roomv1.Enter {
+	return &roomv1.Enter{Room: &roomv1.Enter_Lobby{Lobby: lobby}, PeerId: peer}
+}
+
+// events takes what is queued for the session right now.
+func (c *conn) events() []*roomv1.JoinResponse {
+	return append([]*roomv1.JoinResponse(nil), c.h.take(c.m, c.sess, nil)...)
+}
+
+func (c *conn) expectNone() {
+	c.t.Helper()
+	if evs := c.events(); len(evs) != 0 {
+		c.t.Fatalf("want no events, got %v", evs)
+	}
+}
+
+func (c *conn) one() *roomv1.JoinResponse {
+	c.t.Helper()
+	evs := c.events()
+	if len(evs) != 1 {
+		c.t.Fatalf("want one event, got %d: %v", len(evs), evs)
+	}
+	return evs[0]
+}
+
+func (c *conn) signal(typ, data, to string) bool {
+	return c.h.signal(c.m, c.sess, &roomv1.Signal{Type: typ, Data: []byte(data), To: to}, noCause())
+}
+
+func TestHubPINRoles(t *testing.T) {
+	h, gone := newTestHub(t, time.Minute)
+	a := h.testEnter(t, pinEnter("000001"))
+	if j := a.one().GetJoined(); j.Self.Role != roomv1.Role_ROLE_FIRST || j.ResumeToken == "" || j.ResumeGrace.AsDuration() != time.Minute {
+		t.Fatalf("joined = %v", j)
+	}
+	b := h.testEnter(t, pinEnter("000001"))
+	if j := b.one().GetJoined(); j.Self.Role != roomv1.Role_ROLE_SECOND || len(j.Peers) != 1 {
+		t.Fatalf("joined = %v", j)
+	}
+	if pj := a.one().GetPeerJoined(); pj == nil || pj.Member.ParticipantId != b.m.id {
+		t.Fatalf("first wants peer_joined, got %v", pj)
+	}
+	b.expectNone() // the second is never told peer_joined
+
+	// Full: refused, and no one is told anything.
+	if _, rej := h.enter(pinEnter("000001"), newSession(), noCause()); rej != errRoomFull {
+		t.Fatalf("third: %v", rej)
+	}
+	a.expectNone()
+	b.expectNone()
+
+	// Another PIN is another room.
+	c := h.testEnter(t, pinEnter("000002"))
+	if c.one().GetJoined().RoomId == a.m.room.id {
+		t.Fatal("two PINs share a room id")
+	}
+
+	// Signals go to the other member only, in order.
+	for _, d := range []string{"1", "2", "3"} {
+		if !a.signal("ice-candidate", d, "") {
+			t.Fatal("signal refused")
+		}
+	}
+	evs := b.events()
+	if len(evs) != 3 || string(evs[0].GetSignal().Data) != "1" || string(evs[2].GetSignal().Data) != "3" {
+		t.Fatalf("signals = %v", evs)
+	}
+	a.expectNone()
+	c.expectNone()
+
+	// Leave: the other is told once, with the reason; the leaver's session no longer acts.
+	if !h.leave(b.m, b.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause()) {
+		t.Fatal("leave refused")
+	}
+	if pl := a.one().GetPeerLeft(); pl == nil || pl.Reason != roomv1.LeaveReason_LEAVE_REASON_HUNG_UP || pl.Member.ParticipantId != b.m.id {
+		t.Fatalf("peer_left = %v", pl)
+	}
+	if h.leave(b.m, b.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause()) {
+		t.Fatal("second leave accepted")
+	}
+	if b.signal("offer", "x", "") {
+		t.Fatal("a member who left could still signal")
+	}
+	a.expectNone()
+	if got := gone.list(); len(got) != 1 || got[0] != b.m.id {
+		t.Fatalf("gone = %v, want [%s]", got, b.m.id)
+	}
+	// Alone: a signal has nobody to go to and says so.
+	a.signal("offer", "x", "")
+	if se := a.one().GetError(); se == nil || se.Code != codeNoPeer {
+		t.Fatalf("want NO_PEER, got %v", se)
+	}
+	// The empty room disappears when its last member leaves.
+	h.leave(a.m, a.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause())
+	if _, ok := h.getRoom(a.m.room.id); ok {
+		t.Fatal("empty room still listed")
+	}
+	if st := h.meters.stats(); st.Rooms != 1 || st.Members != 1 || st.Joins != 3 || st.Rejections["room_full"] != 1 {
+		t.Fatalf("stats = %v", st)
+	}
+}
+
+func TestHubRoleAfterFirstLeaves(t *testing.T) {
+	h, _ := newTestHub(t, time.Minute)
+	a := h.testEnter(t, pinEnter("000003"))
+	b := h.testEnter(t, pinEnter("000003"))
+	a.events()
+	b.events()
+	h.leave(a.m, a.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause())
+	b.events()
+	// The one who stayed is now first: it is told about the newcomer and makes the offer.
+	c := h.testEnter(t, pinEnter("000003"))
+	if j := c.one().GetJoined(); j.Self.Role != roomv1.Role_ROLE_SECOND || j.Peers[0].Role != roomv1.Role_ROLE_FIRST {
+		t.Fatalf("joined = %v", j)
+	}
+	if b.one().GetPeerJoined() == nil {
+		t.Fatal("remaining member not told about the newcomer")
+	}
+}
+
+func TestHubValidation(t *testing.T) {
+	h, _ := newTestHub(t, time.Minute)
+	cases := []struct {
+		e    *roomv1.Enter
+		want *rejection
+	}{
+		{pinEnter("12345"), errBadPIN},
+		{pinEnter("1234567"), errBadPIN},
+		{pinEnter("12345x"), errBadPIN},
+		{pinEnter("１２３４５６"), errBadPIN},
+		{&roomv1.Enter{}, errNoRoom},
+		{lobbyEnter("", "p"), errBadLobby},
+		{lobbyEnter(strings.Repeat("l", 65), "p"), errBadLobby},
+		{lobbyEnter("bad\nname", "p"), errBadLobby},
+		{lobbyEnter("default", ""), errEmptyPeerID},
+		{lobbyEnter("default", strings.Repeat("p", 200)), errLongField},
+	}
+	for _, tc := range cases {
+		if _, rej := h.enter(tc.e, newSession(), noCause()); rej != tc.want {
+			t.Errorf("enter(%v) = %v, want %v", tc.e, rej, tc.want)
+		}
+	}
+	if st := h.meters.stats(); st.Rooms != 0 || st.Rejections["bad_pin"] != 4 {
+		t.Fatalf("stats = %v", st)
+	}
+}
+
+func TestHubHoldAndResume(t *testing.T) {
+	h, gone := newTestHub(t, time.Minute)
+	a := h.testEnter(t, pinEnter("000004"))
+	b := h.testEnter(t, pinEnter("000004"))
+	token := b.one().GetJoined().ResumeToken
+	a.events()
+
+	// b's stream drops: a is told nothing; a's signals are queued for b.
+	h.detach(b.m, b.sess)
+	a.signal("offer", "o", "")
+	a.signal("ice-candidate", "c1", "")
+	a.expectNone()
+	if st := h.meters.stats(); st.HeldMembers != 1 || st.Members != 2 {
+		t.Fatalf("stats = %v", st)
+	}
+	// A third member still cannot take the held slot.
+	if _, rej := h.enter(pinEnter("000004"), newSession(), noCause()); rej != errRoomFull {
+		t.Fatalf("third: %v", rej)
+	}
+
+	// Resume: joined{resumed} first, then the queued signals in order.
+	sess := newSession()
+	m, rej := h.resume(token, sess, noCause())
+	if rej != nil || m != b.m {
+		t.Fatalf("resume: %v", rej)
+	}
+	b2 := &conn{t: t, h: h, m: m, sess: sess}
+	evs := b2.events()
+	if len(evs) != 3 || !evs[0].GetJoined().GetResumed() || evs[1].GetSignal().GetType() != "offer" || string(evs[2].GetSignal().GetData()) != "c1" {
+		t.Fatalf("after resume: %v", evs)
+	}
+	if evs[0].GetJoined().Self.ParticipantId != b.m.id || evs[0].GetJoined().Self.Role != roomv1.Role_ROLE_SECOND {
+		t.Fatalf("resumed identity: %v", evs[0].GetJoined())
+	}
+	newToken := evs[0].GetJoined().ResumeToken
+	a.expectNone()
+	// The old session is no longer the member.
+	if b.signal("answer", "x", "") {
+		t.Fatal("old session could still signal")
+	}
+
+	// Resuming again while attached ends the current session.
+	sess3 := newSession()
+	if _, rej := h.resume(newToken, sess3, noCause()); rej != nil {
+		t.Fatalf("second resume: %v", rej)
+	}
+	select {
+	case <-sess.done:
+		if sess.err != errResumedElse {
+			t.Fatalf("old session ended with %v", sess.err)
+		}
+	default:
+		t.Fatal("attached session not ended by a resume elsewhere")
+	}
+	a.expectNone()
+	if len(gone.list()) != 0 {
+		t.Fatalf("gone = %v", gone.list())
+	}
+	if st := h.meters.stats(); st.HeldMembers != 0 || st.Resumes != 2 {
+		t.Fatalf("stats = %v", st)
+	}
+}
+
+// waitFor polls cond until it holds, within wait.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHubGraceExpiry(t *testing.T) {
+	h, gone := newTestHub(t, 20*time.Millisecond)
+	a := h.testEnter(t, pinEnter("000005"))
+	b := h.testEnter(t, pinEnter("000005"))
+	token := b.one().GetJoined().ResumeToken
+	a.events()
+	h.detach(b.m, b.sess)
+
+	var left []*roomv1.JoinResponse
+	waitFor(t, "peer_left after the grace period", func() bool {
+		left = append(left, a.events()...)
+		return len(left) > 0
+	})
+	if pl := left[0].GetPeerLeft(); len(left) != 1 || pl == nil || pl.Reason != roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST {
+		t.Fatalf("after expiry: %v", left)
+	}
+	// Told once: nothing more, even after more time.
+	time.Sleep(50 * time.Millisecond)
+	a.expectNone()
+	if _, rej := h.resume(token, newSession(), noCause()); rej != errSlotGone {
+		t.Fatalf("resume after expiry: %v", rej)
+	}
+	if got := gone.list(); len(got) != 1 || got[0] != b.m.id {
+		t.Fatalf("gone = %v", got)
+	}
+	if st := h.meters.stats(); st.Departures["LEAVE_REASON_CONNECTION_LOST"] != 1 || st.Rejections["slot_gone"] != 1 {
+		t.Fatalf("stats = %v", st)
+	}
+}
+
+func TestHubHeldQueueOverflow(t *testing.T) {
+	h, _ := newTestHub(t, time.Minute) // queue limit 8
+	a := h.testEnter(t, pinEnter("000006"))
+	b := h.testEnter(t, pinEnter("000006"))
+	token := b.one().GetJoined().ResumeToken
+	a.events()
+	h.detach(b.m, b.sess)
+	for range 9 {
+		a.signal("ice-candidate", "c", "")
+	}
+	// The ninth overflowed: b is dropped as connection lost instead of losing a signal.
+	var evs []*roomv1.JoinResponse
+	waitFor(t, "peer_left after overflow", func() bool {
+		evs = append(evs, a.events()...)
+		return len(evs) > 0
+	})
+	if pl := evs[0].GetPeerLeft(); pl == nil || pl.Reason != roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST {
+		t.Fatalf("after overflow: %v", evs)
+	}
+	if _, rej := h.resume(token, newSession(), noCause()); rej != errSlotGone {
+		t.Fatalf("resume after overflow: %v", rej)
+	}
+}
+
+func TestHubConnectedQueueOverflow(t *testing.T) {
+	h, _ := newTestHub(t, time.Minute)
+	a := h.testEnter(t, pinEnter("000007"))
+	b := h.testEnter(t, pinEnter("000007"))
+	a.events()
+	// b never reads: its session is ended as a slow reader, then it is gone.
+	for range 9 {
+		a.signal("ice-candidate", "c", "")
+	}
+	select {
+	case <-b.sess.done:
+		if b.sess.err != errSlowReader {
+			t.Fatalf("ended with %v", b.sess.err)
+		}
+	default:
+		t.Fatal("slow reader's session not ended")
+	}
+	waitFor(t, "peer_left", func() bool { return len(a.events()) > 0 })
+}
+
+func TestHubTokens(t *testing.T) {
+	h, _ := newTestHub(t, time.Minute)
+	b := h.testEnter(t, pinEnter("000008"))
+	token := b.one().GetJoined().ResumeToken
+	if strings.Contains(token, "000008") {
+		t.Fatal("token contains the PIN")
+	}
+	other, _ := newTestHub(t, time.Minute) // another process: other keys
+	tampered := []byte(token)
+	tampered[len(tampered)-3] ^= 1
+	for name, tok := range map[string]string{
+		"empty":     "",
+		"garbage":   "hello",
+		"prefix":    "v1.",
+		"tampered":  string(tampered),
+		"too long":  token + strings.Repeat("A", maxTokenLen),
+		"truncated": token[:len(token)-10],
+	} {
+		if _, rej := h.resume(tok, newSession(), noCause()); rej != errBadToken {
+			t.Errorf("%s: %v, want bad token", name, rej)
+		}
+	}
+	if _, rej := other.resume(token, newSession(), noCause()); rej != errBadToken {
+		t.Errorf("foreign token: %v", rej)
+	}
+	// Expired: sign one in the past with the same keys.
+	old := h.keys.signToken(tokenClaims{participantID: b.m.id, roomID: b.m.room.id, expiry: time.Now().Add(-time.Second)})
+	if _, rej := h.resume(old, newSession(), noCause()); rej != errBadToken {
+		t.Errorf("expired: %v", rej)
+	}
+	// Valid signature, wrong room: the slot is not this one.
+	wrong := h.keys.signToken(tokenClaims{participantID: b.m.id, roomID: "elsewhere", expiry: time.Now().Add(time.Minute)})
+	if _, rej := h.resume(wrong, newSession(), noCause()); rej != errSlotGone {
+		t.Errorf("wrong room: %v", rej)
+	}
+	if c, err := h.keys.verifyToken(token, time.Now()); err != nil || c.participantID != b.m.id || c.roomID != b.m.room.id {
+		t.Errorf("verify: %v %v", c, err)
+	}
+}
+
+func TestHubLobby(t *testing.T) {
+	h, gone := newTestHub(t, time.Minute)
+	a := h.testEnter(t, lobbyEnter("default", "alice"))
+	evs := a.events()
+	if len(evs) != 2 || evs[0].GetJoined().Self.Role != roomv1.Role_ROLE_LOBBY_MEMBER || len(evs[1].GetMembersChanged().GetMembers()) != 1 {
+		t.Fatalf("alice: %v", evs)
+	}
+	b := h.testEnter(t, lobbyEnter("default", "bob"))
+	if j := b.events(); len(j) != 2 || len(j[0].GetJoined().Peers) != 1 || len(j[1].GetMembersChanged().Members) != 2 {
+		t.Fatalf("bob: %v", j)
+	}
+	if mc := a.one().GetMembersChanged(); len(mc.GetMembers()) != 2 || mc.Members[1].PeerId != "bob" {
+		t.Fatalf("alice wants members_changed: %v", mc)
+	}
+	if _, rej := h.enter(lobbyEnter("default", "bob"), newSession(), noCause()); rej != errPeerIDTaken {
+		t.Fatalf("taken peer id: %v", rej)
+	}
+	// The same peer id in another lobby is fine.
+	h.testEnter(t, lobbyEnter("other", "bob"))
+	c := h.testEnter(t, lobbyEnter("default", "carol"))
+	c.events()
+	a.events()
+	b.events()
+
+	// Addressed by peer id, with the sender's ids.
+	a.signal("offer", "o", "carol")
+	if s := c.one().GetSignal(); s.GetFromPeerId() != "alice" || s.FromParticipantId != a.m.id || string(s.Data) != "o" {
+		t.Fatalf("carol got %v", s)
+	}
+	b.expectNone()
+	a.signal("offer", "o", "dave")
+	if se := a.one().GetError(); se.GetCode() != codeUnknownPeer || se.Request != "offer" {
+		t.Fatalf("unknown peer: %v", se)
+	}
+
+	// Leave: peer_left then members_changed to each remaining member.
+	h.leave(b.m, b.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause())
+	for _, x := range []*conn{a, c} {
+		evs := x.events()
+		if len(evs) != 2 || evs[0].GetPeerLeft().GetMember().GetPeerId() != "bob" || len(evs[1].GetMembersChanged().Members) != 2 {
+			t.Fatalf("after bob left: %v", evs)
+		}
+	}
+	// bob's id is free again.
+	h.testEnter(t, lobbyEnter("default", "bob"))
+	if got := gone.list(); len(got) != 1 {
+		t.Fatalf("gone = %v", got)
+	}
+}
+
+func TestHubCloseAndShutdown(t *testing.T) {
+	h, gone := newTestHub(t, time.Minute)
+	a := h.testEnter(t, pinEnter("000009"))
+	b := h.testEnter(t, pinEnter("000009"))
+	token := b.one().GetJoined().ResumeToken
+	h.detach(b.m, b.sess)
+	id, _ := h.roomByPIN("000009")
+	n, ok := h.closeRoom(id, "maintenance")
+	if !ok || n != 2 {
+		t.Fatalf("closeRoom = %d, %v", n, ok)
+	}
+	select {
+	case <-a.sess.done:
+	default:
+		t.Fatal("connected member's session not ended")
+	}
+	final := a.sess.final
+	if a.sess.err != nil || len(final) < 2 || final[len(final)-1].GetRoomClosed().GetReason() != "maintenance" {
+		t.Fatalf("final events %v, err %v", final, a.sess.err)
+	}
+	if _, rej := h.resume(token, newSession(), noCause()); rej != errSlotGone {
+		t.Fatalf("resume after close: %v", rej)
+	}
+	if _, ok := h.closeRoom(id, ""); ok {
+		t.Fatal("closed twice")
+	}
+	if len(gone.list()) != 2 {
+		t.Fatalf("gone = %v", gone.list())
+	}
+
+	c := h.testEnter(t, pinEnter("000010"))
+	h.shutdown()
+	select {
+	case <-c.sess.done:
+		if c.sess.err != errShuttingDown {
+			t.Fatalf("shutdown ended with %v", c.sess.err)
+		}
+	default:
+		t.Fatal("shutdown left a session open")
+	}
+	if _, rej := h.enter(pinEnter("000011"), newSession(), noCause()); rej != errShuttingDown {
+		t.Fatalf("enter after shutdown: %v", rej)
+	}
+	if st := h.meters.stats(); st.Rooms != 0 || st.Members != 0 || st.HeldMembers != 0 {
+		t.Fatalf("stats after shutdown = %v", st)
+	}
+}
+
+func TestHubListRooms(t *testing.T) {
+	h, _ := newTestHub(t, time.Minute)
+	h.testEnter(t, pinEnter("123456"))
+	h.testEnter(t, lobbyEnter("default", "x"))
+	rooms := h.listRooms(roomv1.RoomKind_ROOM_KIND_UNSPECIFIED)
+	if len(rooms) != 2 || rooms[0].Hint != "****56" || rooms[1].Hint != "default" || rooms[0].MemberCount != 1 {
+		t.Fatalf("rooms = %v", rooms)
+	}
+	if strings.Contains(rooms[0].String(), "123456") {
+		t.Fatal("room summary shows the PIN")
+	}
+	if rooms := h.listRooms(roomv1.RoomKind_ROOM_KIND_LOBBY); len(rooms) != 1 {
+		t.Fatalf("lobbies = %v", rooms)
+	}
+}
