@@ -332,4 +332,3 @@ func TestShutdownEndsRelays(t *testing.T) {
 		t.Error("HTTPS port still accepting after stop")
 	}
 }
-
