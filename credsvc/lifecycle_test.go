@@ -1,6 +1,7 @@
 package credsvc_test
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -261,4 +262,28 @@ func TestBindFromEnvironment(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "TURN_TTL") {
 		t.Errorf("TURN_TTL=forever: %v, want an error naming TURN_TTL", err)
 	}
+}
+
+// When serving fails on its own, Run returns the error (and releases the database) instead of
+// waiting for a cancel that never comes.
+func TestRunReturnsWhenServingFails(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	svc, err := credsvc.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	cfg.Listener.Close()
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run returned nil after its listener failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its listener failed")
+	}
+	// The database was closed: another instance can open it.
+	e.start(nil)
 }

@@ -160,14 +160,17 @@ func (s *Service) Addr() string { return s.srv.Addr().String() }
 // Run serves until ctx ends, then ends the watch streams, stops gracefully and closes the
 // database.
 func (s *Service) Run(ctx context.Context) error {
+	// done also ends when Serve fails on its own, so the helpers below never outlive Run.
+	done, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		<-ctx.Done()
+		<-done.Done()
 		// Streams would otherwise hold the graceful stop for its whole timeout.
 		s.revs.close()
 	})
-	wg.Go(func() { s.sweepLoop(ctx) })
+	wg.Go(func() { s.sweepLoop(done) })
 	err := s.srv.Serve(ctx)
+	cancel()
 	wg.Wait()
 	if cerr := s.store.close(); cerr != nil {
 		err = errors.Join(err, cerr)
