@@ -309,7 +309,10 @@ func (ts *testService) join(t *testing.T, opts []connect.ClientOption, first *ro
 func (ts *testService) refused(t *testing.T, opts []connect.ClientOption, first *roomv1.JoinRequest) connect.Code {
 	t.Helper()
 	c := ts.dial(t, opts)
-	c.send(first)
+	// The server may refuse before the message is written; the real error comes from Receive.
+	if err := c.stream.Send(first); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("send: %v", err)
+	}
 	c.start()
 	err := c.ended()
 	if err == nil {
