@@ -159,6 +159,20 @@ func TestTurnSecretReplacesStoredActive(t *testing.T) {
 	if got := listSecrets(t, n); len(got) != 2 {
 		t.Errorf("restart with the same TURN_SECRET: %d secrets, want 2", len(got))
 	}
+	n.stop()
+
+	// Back to the first: its key id is active again, the second verifies.
+	n = e.start(func(c *credsvc.Config) { c.TurnSecret = first })
+	states = map[string]credv1.SecretState{}
+	for _, s := range listSecrets(t, n) {
+		states[s.GetId()] = s.GetState()
+	}
+	if len(states) != 2 || states[keyIDOf(old.GetUsername())] != credv1.SecretState_SECRET_STATE_ACTIVE || states[keyIDOf(fresh.GetUsername())] != credv1.SecretState_SECRET_STATE_VERIFYING_ONLY {
+		t.Errorf("after setting TURN_SECRET back: keyring states = %v", states)
+	}
+	if v := validateVerdict(t, n.internal(t, nil), fresh.GetUsername()); v.GetVerdict() != credv1.Verdict_VERDICT_VALID || !equalKey(v.GetKey(), fresh) {
+		t.Errorf("a credential signed by the second secret: %v, want VALID", v.GetVerdict())
+	}
 }
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
