@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -260,6 +262,19 @@ func turnClient(t *testing.T, network string, s *Service, username, password str
 			t.Fatal(err)
 		}
 		conn, addr = turn.NewSTUNConn(c), s.TURNTCPAddr().String()
+	case "tls":
+		pem, err := os.ReadFile(s.cfg.TLSCertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}}
+		c, err := d.DialContext(context.Background(), "tcp", s.TURNTLSAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, addr = turn.NewSTUNConn(c), s.TURNTLSAddr().String()
 	default:
 		t.Fatalf("network %q", network)
 	}
@@ -352,4 +367,3 @@ func (quietPion) NewLogger(string) logging.LeveledLogger {
 	l := logging.NewDefaultLeveledLoggerForScope("turnc", logging.LogLevelError, os.Stderr)
 	return l
 }
-

@@ -44,12 +44,14 @@ type allocation struct {
 
 // close ends the allocation for reason: closing the relay socket makes pion delete it.
 func (a *allocation) close(reason string) {
+	a.conn.reg.fence.sync()
 	a.reason.CompareAndSwap(nil, &reason)
 	_ = a.conn.Close()
 }
 
 // registry indexes the live allocations of every listener.
 type registry struct {
+	fence      fence
 	st         *stats
 	userQuota  int
 	maxAllocs  int

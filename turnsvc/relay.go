@@ -71,6 +71,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
+			c.a.reason.Load() // see fence
 			return n, addr, err
 		}
 		if c.limit != nil && !c.limit.allow(n) {
@@ -96,10 +97,13 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if c.limit != nil && !c.limit.allow(len(p)) {
 		return len(p), nil // dropped, as a congested link would
 	}
+	// Counted before the write, so that a reply relayed back is never seen before its request.
+	c.a.bytesFrom.Add(uint64(len(p)))
+	c.a.pktsFrom.Add(1)
 	n, err := c.PacketConn.WriteTo(p, addr)
-	if err == nil {
-		c.a.bytesFrom.Add(uint64(n))
-		c.a.pktsFrom.Add(1)
+	if err != nil {
+		c.a.bytesFrom.Add(^uint64(len(p) - 1))
+		c.a.pktsFrom.Add(^uint64(0))
 	}
 	return n, err
 }

@@ -77,9 +77,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("turnsvc: %w", err)
 	}
 	s.lns = lns
-	s.tcp = newTrackingListener(lns.tcp)
+	s.tcp = newTrackingListener(lns.tcp, &s.reg.fence)
 	if lns.tls != nil {
-		s.tlsLn = newTrackingListener(lns.tls)
+		s.tlsLn = newTrackingListener(lns.tls, &s.reg.fence)
 	}
 
 	srv, err := platform.NewServer("turnsvc", cfg.Addr, cfg.Listener, s.log)
@@ -211,7 +211,7 @@ func (s *Service) startTURN() (*turn.Server, error) {
 	}
 	for _, pc := range s.lns.udp {
 		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: pc, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: &fencedPacketConn{PacketConn: pc, f: &s.reg.fence}, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
 	cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
@@ -350,12 +350,13 @@ func addrString(a *net.TCPAddr) string {
 // per-connection read loops only end when their connection does.
 type trackingListener struct {
 	net.Listener
+	fence *fence
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 }
 
-func newTrackingListener(l net.Listener) *trackingListener {
-	return &trackingListener{Listener: l, conns: map[net.Conn]struct{}{}}
+func newTrackingListener(l net.Listener, f *fence) *trackingListener {
+	return &trackingListener{Listener: l, fence: f, conns: map[net.Conn]struct{}{}}
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -380,6 +381,13 @@ func (l *trackingListener) closeConns() {
 type trackedConn struct {
 	net.Conn
 	l *trackingListener
+}
+
+// Write marks the fence: pion's STUNConn writes one STUN message or ChannelData frame per call.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.l.fence.mark(p)
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

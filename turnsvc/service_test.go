@@ -243,7 +243,9 @@ func TestQuotas(t *testing.T) {
 	}
 }
 
-type stunClient struct{ c interface{ CreatePermission(...net.Addr) error } }
+type stunClient struct {
+	c interface{ CreatePermission(...net.Addr) error }
+}
 
 // TestRefreshAfterExpiry: an allocation made with a valid credential keeps working after the
 // credential expires, while a new Allocate with it is refused.
@@ -411,4 +413,3 @@ func TestDrain(t *testing.T) {
 		t.Errorf("closed at shutdown = %d, want 1", got)
 	}
 }
-
