@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tuturu/tuturu/gateway/edge"
 	"github.com/tuturu/tuturu/internal/platform"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	PingInterval, PingTimeout time.Duration
 	// RPCTimeout bounds a join or resume, credentials included.
 	RPCTimeout time.Duration
+	// Edge serves HTTPS on 443 (SNI-routed: app, TURN over TLS, cover page) when its DOMAIN
+	// is set; its Base and App are filled by New.
+	Edge edge.Config
 }
 
 // Limits are the per-client limits of the browser dialect. Zero values mean the defaults.
@@ -86,6 +90,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
 	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")
 	v.Duration(&c.RPCTimeout, "gateway-rpc-timeout", "GATEWAY_RPC_TIMEOUT", 10*time.Second, "bound on a join or resume, TURN credentials included")
+	c.Edge.Bind(v)
 }
 
 func parsePositiveFloat(p *float64) func(string) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/tuturu/tuturu/gateway/edge"
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
@@ -26,6 +27,7 @@ type Gateway struct {
 	creds credv1connect.CredentialServiceClient
 	in    *instruments
 	joins *joinLimiter
+	edge  *edge.Edge // nil when DOMAIN is empty
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -57,14 +59,32 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// The app is one handler, served here in plain HTTP and by the edge over HTTPS.
+	app := http.NewServeMux()
+	app.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
-	srv.Handle("GET /ws", http.HandlerFunc(g.serveWS))
-	srv.Handle("/", http.FileServerFS(web.Files()))
+	app.Handle("GET /ws", http.HandlerFunc(g.serveWS))
+	app.Handle("/", http.FileServerFS(web.Files()))
+	srv.Handle("/", app)
 	g.srv = srv
+	if cfg.Edge.Enabled() {
+		ec := cfg.Edge
+		ec.Base, ec.App = cfg.Base, app
+		if g.edge, err = edge.New(ec); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	return g, nil
+}
+
+// EdgeAddr is the edge's HTTPS address, or "" when the edge is off.
+func (g *Gateway) EdgeAddr() string {
+	if g.edge == nil {
+		return ""
+	}
+	return g.edge.Addr()
 }
 
 // Addr is the address the gateway listens on.
@@ -74,7 +94,20 @@ func (g *Gateway) Addr() string { return g.srv.Addr().String() }
 // and their Join streams cancelled, so roomsvc holds each slot for a resume through another
 // gateway.
 func (g *Gateway) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	edgeErr := make(chan error, 1)
+	if g.edge != nil {
+		go func() {
+			err := g.edge.Run(ctx)
+			cancel() // an edge that fails takes the gateway down with it, visibly
+			edgeErr <- err
+		}()
+	} else {
+		edgeErr <- nil
+	}
 	err := g.srv.Serve(ctx)
+	cancel()
 	g.mu.Lock()
 	g.stopping = true
 	for s := range g.sessions {
@@ -87,6 +120,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		g.cfg.Logger().Warn("sockets still open 10s after stop")
+	}
+	// The edge returns once relayed TURN connections have drained (EDGE_DRAIN_TIMEOUT).
+	if eerr := <-edgeErr; eerr != nil && err == nil {
+		err = eerr
 	}
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
