@@ -2,6 +2,7 @@ package credsvc_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -236,4 +237,46 @@ func hasParticipant(revs []*credv1.Revocation, id string) bool {
 		}
 	}
 	return false
+}
+
+// Concurrent revocations all reach a watcher: none falls between snapshot and feed or between
+// two writers.
+func TestWatchSeesConcurrentRevocations(t *testing.T) {
+	e := newEnv(t)
+	n := e.start(nil)
+	c := n.internal(t, protocols[1].opts)
+	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const total = 60
+	errs := make(chan error, total)
+	revoke := func(i int) {
+		_, err := c.Revoke(wctx, connect.NewRequest(&credv1.RevokeRequest{Target: &credv1.RevokeRequest_ParticipantId{ParticipantId: fmt.Sprintf("p%d", i)}}))
+		errs <- err
+	}
+	// A third before the watch starts, the rest while it runs.
+	for i := range total / 3 {
+		go revoke(i)
+	}
+	stream, err := c.WatchRevocations(wctx, connect.NewRequest(&credv1.WatchRevocationsRequest{}))
+	if err != nil {
+		t.Fatalf("WatchRevocations: %v", err)
+	}
+	defer stream.Close()
+	for i := total / 3; i < total; i++ {
+		go revoke(i)
+	}
+	seen := map[string]bool{}
+	for len(seen) < total && stream.Receive() {
+		for _, r := range stream.Msg().GetRevocations() {
+			seen[r.GetParticipantId()] = true
+		}
+	}
+	if len(seen) < total {
+		t.Fatalf("watcher saw %d of %d revocations: %v", len(seen), total, stream.Err())
+	}
+	for range total {
+		if err := <-errs; err != nil {
+			t.Errorf("Revoke: %v", err)
+		}
+	}
 }
