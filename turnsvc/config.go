@@ -57,6 +57,11 @@ type Config struct {
 	UDPSockets int
 	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF size requested for the TURN UDP sockets, bytes.
 	SocketBuffer int
+	// ProxyProtocolAddr is a loopback TURN-over-TCP listener whose connections start with a
+	// PROXY protocol header (the edge relays TURN over TLS there); empty means none.
+	// ProxyProtocolListener, when set, is used instead (tests).
+	ProxyProtocolAddr     string
+	ProxyProtocolListener net.Listener
 }
 
 // Bind registers the TURN service's flags and environment variables.
@@ -88,6 +93,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.Int(&c.UDPSockets, "turn-udp-sockets", "TURN_UDP_SOCKETS", 0, "SO_REUSEPORT UDP sockets on the TURN port; 0 = one per CPU")
 	// 4 MiB absorbs bursts of a few hundred video packets per socket while a read loop is busy.
 	v.Int(&c.SocketBuffer, "turn-socket-buffer", "TURN_SOCKET_BUFFER", 4<<20, "SO_RCVBUF/SO_SNDBUF bytes for TURN UDP sockets")
+	v.String(&c.ProxyProtocolAddr, "turn-proxy-protocol-addr", "TURN_PROXY_PROTOCOL_ADDR", "", "loopback address of turnsvc's TURN-over-TCP listener that reads PROXY protocol headers; the edge relays TURN over TLS there")
 }
 
 // settings is the validated form of Config.
@@ -163,6 +169,9 @@ func (c *Config) validate() (settings, error) {
 	}
 	if c.CredsvcURL == "" {
 		bad("CREDSVC_URL", "must not be empty")
+	}
+	if err := checkProxyAddr(c.ProxyProtocolAddr); err != nil {
+		bad("TURN_PROXY_PROTOCOL_ADDR", "%v", err)
 	}
 	switch {
 	case c.TLSCertFile == "" && c.TLSKeyFile == "":

@@ -37,6 +37,9 @@ type Service struct {
 	client credv1connect.CredentialServiceClient
 	tracer trace.Tracer
 
+	// proxyLn is TURN over TCP with PROXY headers from the edge; nil when not configured.
+	proxyLn *trackingListener
+
 	draining atomic.Bool
 	turnv1connect.UnimplementedTurnAdminServiceHandler
 }
@@ -94,6 +97,10 @@ func New(cfg Config) (*Service, error) {
 	}
 	path, h := turnv1connect.NewTurnAdminServiceHandler(s, admin...)
 	srv.Register(turnv1connect.TurnAdminServiceName, path, h)
+	if s.proxyLn, err = s.listenProxy(); err != nil {
+		lns.close()
+		return nil, fmt.Errorf("turnsvc: %w", err)
+	}
 	s.srv = srv
 	return s, nil
 }
@@ -146,6 +153,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.tcp.closeConns()
 	if s.tlsLn != nil {
 		s.tlsLn.closeConns()
+	}
+	if s.proxyLn != nil {
+		s.proxyLn.closeConns()
 	}
 	stopBG()
 	stopAdmin()
@@ -220,6 +230,11 @@ func (s *Service) startTURN() (*turn.Server, error) {
 	if s.tlsLn != nil {
 		cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
 			Listener: s.tlsLn, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+		})
+	}
+	if s.proxyLn != nil {
+		cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
+			Listener: s.proxyLn, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
 	return turn.NewServer(cfg)
