@@ -37,6 +37,9 @@ type Config struct {
 	// TurnsPort adds a turns: (TURN over TLS) URL on that port; 0 leaves it out. It is not
 	// turnsvc's TURN_TLS_PORT: TLS may be served by turnsvc (5349) or by the edge (443).
 	TurnsPort int
+	// TurnsHost is the host name in the turns: URL; empty means TurnHost. Behind the edge it
+	// is t.<DOMAIN>, the name its certificate is for.
+	TurnsHost string
 	// SweepInterval is how often expired revocations are forgotten and old secrets retired.
 	SweepInterval time.Duration
 	// Now is the clock; nil means time.Now. Tests set it to move time forward.
@@ -52,6 +55,7 @@ const (
 	envTurnHost   = "TURN_HOST (-turn-host)"
 	envTurnPort   = "TURN_PORT (-turn-port)"
 	envTurnsPort  = "TURNS_PORT (-turns-port)"
+	envTurnsHost  = "TURNS_HOST (-turns-host)"
 	envSweep      = "CREDSVC_SWEEP_INTERVAL (-credsvc-sweep-interval)"
 )
 
@@ -72,6 +76,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.Port(&c.TurnPort, "turn-port", "TURN_PORT", 3478, "TURN UDP/TCP port")
 	// Its own name: turnsvc's TURN_TLS_PORT is where it listens, which clients may not reach.
 	v.Int(&c.TurnsPort, "turns-port", "TURNS_PORT", 0, "port of the turns: (TURN over TLS) URL handed to clients, e.g. 5349 or 443; 0 = no turns: URL")
+	v.String(&c.TurnsHost, "turns-host", "TURNS_HOST", "", "host name in the turns: URL (the name its certificate is for, e.g. t.<DOMAIN> behind the edge); TURN_HOST when empty")
 	// A minute keeps the revocation list short without measurable cost.
 	v.Duration(&c.SweepInterval, "credsvc-sweep-interval", "CREDSVC_SWEEP_INTERVAL", time.Minute, "how often expired revocations and secrets are swept")
 }
@@ -125,6 +130,9 @@ func (c *Config) check() error {
 	}
 	if c.TurnPort < 1 || c.TurnPort > 65535 {
 		fail(envTurnPort, "must be a port number 1-65535 (got %d)", c.TurnPort)
+	}
+	if strings.ContainsAny(c.TurnsHost, " /?#@") {
+		fail(envTurnsHost, "must be a host name (got %q)", c.TurnsHost)
 	}
 	if c.TurnsPort < 0 || c.TurnsPort > 65535 {
 		fail(envTurnsPort, "must be a port number 1-65535, or 0 for none (got %d)", c.TurnsPort)

@@ -76,7 +76,11 @@ func (s *Service) turnURLs() []string {
 	hostPort := net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnPort))
 	urls := []string{"turn:" + hostPort + "?transport=udp", "turn:" + hostPort + "?transport=tcp"}
 	if s.cfg.TurnsPort > 0 {
-		urls = append(urls, "turns:"+net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnsPort))+"?transport=tcp")
+		host := s.cfg.TurnsHost
+		if host == "" {
+			host = s.cfg.TurnHost
+		}
+		urls = append(urls, "turns:"+net.JoinHostPort(host, strconv.Itoa(s.cfg.TurnsPort))+"?transport=tcp")
 	}
 	return urls
 }
