@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := v.Resolve(); err != nil {
 		return fmt.Errorf("bad configuration:\n%w", err)
 	}
+	if target == "all" {
+		cfg.wireEdge()
+	}
 	if common.dataDir == "" {
 		return errors.New("bad configuration:\nDATA_DIR (-data-dir): must not be empty: tokens and the credential database live there")
 	}
