@@ -155,12 +155,20 @@ func applyStackDefaults(gw *gateway.Config, room *roomsvc.Config, cred *credsvc.
 	turn.ListenHost = "127.0.0.1"
 	turn.ExternalIP = "127.0.0.1"
 	turn.Port = 0 // ephemeral; credsvc learns the real port from bindTurn
+	// Tests relay between peers on loopback, which the deny-list refuses unless allowed.
+	turn.AllowPeers = "127.0.0.0/8,::1/128"
+	// Live allocations must not hold a test's cleanup for the production drain time.
+	turn.DrainTimeout = time.Second
 	cred.TurnHost = "127.0.0.1"
 }
 
 // bindTurn points credsvc's TURN URLs at the TURN server that was actually started.
 func bindTurn(cred *credsvc.Config, ts *turnsvc.Service) {
-	_ = ts
+	cred.TurnHost = ts.TURNAddr().IP.String()
+	cred.TurnPort = ts.TURNAddr().Port // TCP listens on the same port
+	if tls := ts.TURNTLSAddr(); tls != nil {
+		cred.TurnsPort = tls.Port
+	}
 }
 
 // logLevel is info, or debug when TUTURU_TEST_DEBUG is set.
