@@ -31,6 +31,7 @@ func (s *session) join(ctx context.Context, first *roomv1.JoinRequest, pin strin
 	}
 	if err != nil {
 		cancel()
+		_ = stream.CloseRequest() // see drop: a cancel alone may not end the HTTP/2 stream
 		s.refuseJoin(ctx, err, pin, resume)
 		return false, outcomeOf(err)
 	}

@@ -223,12 +223,16 @@ func (s *session) drop() {
 		return
 	}
 	s.cancelStream()
+	// The HTTP/2 transport does not watch the context while it waits for more request body,
+	// so a cancel alone would leave the stream open; closing the request side wakes it up.
+	_ = s.stream.CloseRequest()
 	<-s.pumpDone
 }
 
 // socketEnded handles the end of the socket: a close frame from the client is a goodbye; a
 // dropped connection or dead keepalive keeps the slot for a resume, as does a gateway stop.
 func (s *session) socketEnded(err error) {
+	s.log.Debug("socket ended", "participant", s.participant, "close_status", int(websocket.CloseStatus(err)), "err", err)
 	if s.stopping.Load() {
 		s.drop()
 		return
