@@ -163,12 +163,39 @@ describe('signaling socket', () => {
     assert.deepEqual(actions, [{ type: 'SOCKET_OPEN' }]);
   });
 
-  test('drop reports a network failure', () => {
+  test('drop reports a network failure and sends no close frame (that would be a goodbye)', () => {
     const { sig, actions } = setup();
     sig.open();
-    FakeSocket.all[0].serverOpen();
+    const ws = FakeSocket.all[0];
+    ws.serverOpen();
     sig.drop();
     assert.deepEqual(actions.at(-1), { type: 'SOCKET_CLOSED', code: 1006, reason: 'dropped' });
+    assert.equal(ws.closed, null);
+    ws.serverSend({ type: 'peer-left' }); // the abandoned socket is not listened to
+    ws.serverClose(1000);
+    assert.equal(actions.length, 2);
+  });
+
+  test('an unanswered ping abandons the socket without a close frame', async () => {
+    const { sig, actions } = setup();
+    const realSetInterval = globalThis.setInterval;
+    const realSetTimeout = globalThis.setTimeout;
+    const fns = [];
+    globalThis.setInterval = (fn) => { fns.push(fn); return 1; };
+    globalThis.setTimeout = (fn) => { fns.push(fn); return 2; };
+    try {
+      sig.open();
+      const ws = FakeSocket.all[0];
+      ws.serverOpen();
+      fns.shift()(); // the ping interval
+      assert.deepEqual(ws.sent.map((m) => m.type), ['ping']);
+      fns.shift()(); // the pong deadline
+      assert.deepEqual(actions.at(-1), { type: 'SOCKET_CLOSED', code: 1006, reason: 'keepalive timeout' });
+      assert.equal(ws.closed, null);
+    } finally {
+      globalThis.setInterval = realSetInterval;
+      globalThis.setTimeout = realSetTimeout;
+    }
   });
 
   test('the queue is bounded', () => {

@@ -3,7 +3,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { sanitizePin, validatePin, randomPin, formatPin } from '../static/js/pin.js';
 import { describeServerError, describeClose, describeMediaError, describePinProblem, callProblems } from '../static/js/errors.js';
-import { selectedPair, pathOf, totalsOf, sampleOf, updateQuality, levelOf, describeQuality, initialQuality, HOLD_SAMPLES } from '../static/js/quality.js';
+import { selectedPair, pathOf, totalsOf, sampleOf, updateQuality, levelOf, describeQuality, qualityWord, qualityFigures, initialQuality, HOLD_SAMPLES } from '../static/js/quality.js';
 import { traceparent, traceIdOf } from '../static/js/trace.js';
 import { redact, debugEnabled, createLog } from '../static/js/log.js';
 import { screenOf, focusTarget, statusText } from '../static/js/view.js';
@@ -204,6 +204,10 @@ describe('path and quality', () => {
     const q = { ...initialQuality, level: 'good', rttMs: 42.4, kbps: 1500, lossPct: 0.25 };
     assert.equal(describeQuality(q), 'Good connection: delay 42 ms, 1.5 Mbit/s, 0.3% loss');
     assert.equal(describeQuality({ ...initialQuality, level: 'poor', kbps: 80 }), 'Poor connection: 80 kbit/s');
+    assert.equal(qualityWord(q), 'Good');
+    assert.equal(qualityWord(initialQuality), '');
+    assert.equal(qualityFigures(q), 'delay 42 ms, 1.5 Mbit/s, 0.3% loss');
+    assert.equal(qualityFigures(initialQuality), '');
   });
 });
 

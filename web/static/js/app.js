@@ -30,7 +30,7 @@ function dispatch(action) {
       const prev = state;
       const { state: next, effects } = reduce(state, a);
       state = next;
-      log.debug(a.type, redact(a), `${prev.phase} \u2192 ${next.phase}`, effects.map((e) => e.type).join(' '));
+      log.debug(a.type, a.msg ? `${a.msg.type}${a.msg.code ? ` ${a.msg.code}` : ''}` : '', JSON.stringify(redact(a)), `${prev.phase} \u2192 ${next.phase}`, effects.map((e) => e.type).join(' '));
       view.render(next, prev);
       for (const e of effects) {
         try {

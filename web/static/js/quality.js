@@ -98,7 +98,21 @@ export function updateQuality(q, sample) {
   return { ...next, pending: candidate, streak };
 }
 
-// describeQuality is the indicator's accessible text.
+// qualityWord is the indicator's short visible label.
+export function qualityWord(q) {
+  return { good: 'Good', fair: 'Fair', poor: 'Poor' }[q.level] ?? '';
+}
+
+// qualityFigures lists the smoothed figures in words.
+export function qualityFigures(q) {
+  const parts = [];
+  if (q.rttMs != null) parts.push(`delay ${Math.round(q.rttMs)} ms`);
+  if (q.kbps != null) parts.push(q.kbps >= 1000 ? `${(q.kbps / 1000).toFixed(1)} Mbit/s` : `${Math.round(q.kbps)} kbit/s`);
+  if (q.lossPct != null) parts.push(`${q.lossPct.toFixed(1)}% loss`);
+  return parts.join(', ');
+}
+
+// describeQuality is the indicator's full accessible text.
 export function describeQuality(q) {
   if (!q.level) return 'Measuring connection quality';
   const parts = [];

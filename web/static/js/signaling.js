@@ -49,6 +49,15 @@ export function createSignaling({ url, dispatch, log, random = (n) => crypto.get
     dispatch({ type: 'SOCKET_CLOSED', code, reason });
   }
 
+  // abandon stops listening to a socket we believe dead, without a close frame: the server
+  // takes a close frame from the client as a goodbye and would give up our slot, while a
+  // silent end keeps it for the resume. If the socket was alive after all, the server closes
+  // it when our resume takes the slot over.
+  function abandon(sock, reason) {
+    sock.onopen = sock.onmessage = sock.onclose = null;
+    dropped(sock, 1006, reason);
+  }
+
   function open() {
     if (ws) {
       const old = ws;
@@ -74,8 +83,7 @@ export function createSignaling({ url, dispatch, log, random = (n) => crypto.get
         clearTimeout(pongTimer);
         pongTimer = setTimeout(() => {
           log.warn('no pong: treating the socket as dead');
-          try { sock.close(4000, 'keepalive timeout'); } catch { /* already closing */ }
-          dropped(sock, 1006, 'keepalive timeout');
+          abandon(sock, 'keepalive timeout');
         }, PONG_WITHIN_MS);
       }, PING_EVERY_MS);
       dispatch({ type: 'SOCKET_OPEN' });
@@ -134,12 +142,10 @@ export function createSignaling({ url, dispatch, log, random = (n) => crypto.get
     old.close(1000, 'bye');
   }
 
-  // drop is for tests and debugging: it kills the socket as a network failure would.
+  // drop is for tests and debugging: the page gives up its socket as it does when the
+  // keepalive goes unanswered.
   function drop() {
-    if (!ws) return;
-    const old = ws;
-    try { old.close(4001, 'dropped for testing'); } catch { /* ignore */ }
-    dropped(old, 1006, 'dropped');
+    if (ws) abandon(ws, 'dropped');
   }
 
   return { open, send, flush, close, drop };

@@ -4,7 +4,7 @@
 
 import { Phase } from './state.js';
 import { formatPin } from './pin.js';
-import { describeQuality } from './quality.js';
+import { describeQuality, qualityWord, qualityFigures } from './quality.js';
 
 // screenOf maps phases to the four screens of the page.
 export function screenOf(phase) {
@@ -63,7 +63,8 @@ export function createView(doc) {
     stageTitle: $('stage-title'),
     badge: $('path-badge'),
     quality: $('quality'),
-    qualityText: $('quality-text'),
+    qualityWord: $('quality-word'),
+    qualityDetail: $('quality-detail'),
     selfView: $('self-view'),
     controls: $('controls'),
     mute: $('mute'),
@@ -145,7 +146,10 @@ export function createView(doc) {
     el.badge.title = s.path === 'relay' ? 'Media goes through the relay server (encrypted end to end).' : 'Media goes directly between your devices.';
     show(el.quality, inCall && !!s.quality.level);
     el.quality.dataset.level = s.quality.level ?? '';
-    setText(el.qualityText, describeQuality(s.quality));
+    setText(el.qualityWord, qualityWord(s.quality));
+    const figures = qualityFigures(s.quality);
+    setText(el.qualityDetail, figures ? `connection: ${figures}` : 'connection');
+    el.quality.title = describeQuality(s.quality);
   }
 
   function renderEnd(s) {
@@ -169,6 +173,7 @@ export function createView(doc) {
     const status = statusText(s);
     show(el.status, !!status);
     setText(el.status, status);
+    el.status.classList.toggle('quiet', !s.notice);
     el.status.dataset.code = s.notice?.code ?? '';
 
     if (screen === 'pin') renderPin(s);

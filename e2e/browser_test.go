@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tuturu/tuturu/gateway"
+)
+
+// Each scenario runs in real headless Chromium against the real UI, in a loopback-only
+// network namespace (see inLoopbackNamespace). Pages open with ?debug=1 so that the test can
+// read the peer connection's stats and a failing run prints each page's action log.
+
+// uiTimeout bounds each step a person would wait for (join, connect, leave).
+const uiTimeout = 30 * time.Second
+
+// TestChromiumCall: the screens of a direct call. A bad PIN shows the inline error; two
+// pages type the same PIN, both reach the call screen with the remote video playing and the
+// Direct badge; a third page on that PIN is told the call is full; a dropped signaling socket
+// is resumed while the call keeps running; hang up on one, the other is told the peer left.
+func TestChromiumCall(t *testing.T) {
+	if !inLoopbackNamespace(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	s := startStack(t, stackOptions{})
+	b := startChromium(t, ctx)
+	url := s.GatewayURL + "/?debug=1"
+	pin := nextPIN()
+
+	alice := b.openPage("alice", url, 1024, 720, false)
+	alice.screenshot("01-pin-entry")
+
+	// A bad PIN never leaves the page: the inline error says what is wrong.
+	alice.join("12a")
+	alice.waitFor("inline PIN error", `!document.getElementById('pin-error').hidden`, uiTimeout)
+	if code := alice.attr("pin-error", "data-code"); code != "PIN_TOO_SHORT" {
+		t.Fatalf("bad PIN: error code %q, want PIN_TOO_SHORT", code)
+	}
+	if alice.attr("pin", "aria-invalid") != "true" {
+		t.Fatalf("bad PIN: the field is not marked invalid")
+	}
+	if v := eval[string](alice, `document.getElementById('pin').value`); v != "12" {
+		t.Fatalf("bad PIN: field holds %q, want the digits only (12)", v)
+	}
+	alice.screenshot("02-bad-pin")
+
+	alice.join(pin)
+	alice.waitPhase("waiting", uiTimeout)
+	if got := alice.text("overlay-pin"); got != pin[:3]+" "+pin[3:] {
+		t.Fatalf("waiting screen shows PIN %q", got)
+	}
+	alice.screenshot("03-waiting")
+
+	bob := b.openPage("bob", url, 390, 844, true)
+	bob.join(pin)
+	alice.waitPhase("call", uiTimeout)
+	bob.waitPhase("call", uiTimeout)
+	alice.expectRemoteFrames()
+	bob.expectRemoteFrames()
+	for _, p := range []*page{alice, bob} {
+		p.waitFor("path badge", `document.getElementById('path-badge').dataset.path !== ''`, uiTimeout)
+		if path := p.attr("path-badge", "data-path"); path != "direct" {
+			t.Fatalf("%s: path %q, want direct", p.name, path)
+		}
+		if badge := p.text("path-badge"); badge != "Direct" {
+			t.Fatalf("%s: badge says %q", p.name, badge)
+		}
+	}
+	alice.waitFor("quality indicator", `document.getElementById('quality').dataset.level !== ''`, uiTimeout)
+	alice.screenshot("04-call")
+	bob.screenshot("04-call-phone")
+
+	// A third person on the same PIN: the call is full, said on the PIN screen.
+	carol := b.openPage("carol", url, 1024, 720, false)
+	carol.join(pin)
+	carol.waitFor("room full", `document.getElementById('pin-error').dataset.code === 'ROOM_FULL'`, uiTimeout)
+	if msg := carol.text("pin-error"); !strings.Contains(msg, "Two people are already in the call") {
+		t.Fatalf("room full message: %q", msg)
+	}
+	if phase := eval[string](carol, `document.body.dataset.phase`); phase != "pin" {
+		t.Fatalf("room full: phase %q, want pin", phase)
+	}
+	carol.screenshot("05-room-full")
+
+	// Alice's signaling socket drops: she resumes with her token, the call keeps running, and
+	// Bob notices nothing.
+	before := bob.remoteVideo().Frames
+	eval[bool](alice, `(window.tuturu.dropSocket(), true)`)
+	alice.waitFor("socket resumed", `document.body.dataset.socket === 'open'`, uiTimeout)
+	if phase := eval[string](alice, `document.body.dataset.phase`); phase != "call" {
+		t.Fatalf("alice after resume: phase %q, want call", phase)
+	}
+	if status := bob.attr("status", "data-code"); status != "" {
+		t.Fatalf("bob was told something during alice's resume: %q", status)
+	}
+	bob.waitFor("frames after resume", `true`, time.Second)
+	if after := bob.remoteVideo().Frames; after <= before {
+		t.Fatalf("bob's video stopped during alice's resume: frames %d then %d", before, after)
+	}
+
+	// Alice hangs up: Bob is told and waits in the room; Alice sees the call ended.
+	alice.do("hang up", chromedpClick("hangup"))
+	alice.waitPhase("ended", uiTimeout)
+	bob.waitFor("peer left notice", `document.getElementById('status').dataset.code === 'peer-left'`, uiTimeout)
+	bob.waitPhase("waiting", uiTimeout)
+	if msg := bob.text("status"); !strings.Contains(msg, "The other person left the call") {
+		t.Fatalf("bob's notice: %q", msg)
+	}
+	alice.screenshot("06-ended")
+	bob.screenshot("06-peer-left-phone")
+}
+
+// TestChromiumRelayedCall: with FORCE_RELAY the client uses relay candidates only, the call
+// goes through turnsvc, and both pages say Relayed.
+func TestChromiumRelayedCall(t *testing.T) {
+	if !inLoopbackNamespace(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
+	b := startChromium(t, ctx)
+	url := s.GatewayURL + "/?debug=1"
+	pin := nextPIN()
+
+	alice := b.openPage("alice", url, 1024, 720, false)
+	alice.join(pin)
+	alice.waitPhase("waiting", uiTimeout)
+	bob := b.openPage("bob", url, 1024, 720, false)
+	bob.join(pin)
+	for _, p := range []*page{alice, bob} {
+		p.waitPhase("call", uiTimeout)
+		if policy := eval[string](p, `window.tuturu.pc().getConfiguration().iceTransportPolicy`); policy != "relay" {
+			t.Fatalf("%s: iceTransportPolicy %q, want relay", p.name, policy)
+		}
+	}
+	alice.expectRemoteFrames()
+	bob.expectRemoteFrames()
+	for _, p := range []*page{alice, bob} {
+		p.waitFor("path badge", `document.getElementById('path-badge').dataset.path !== ''`, uiTimeout)
+		if path := p.attr("path-badge", "data-path"); path != "relay" {
+			t.Fatalf("%s: path %q, want relay", p.name, path)
+		}
+		if badge := p.text("path-badge"); badge != "Relayed" {
+			t.Fatalf("%s: badge says %q", p.name, badge)
+		}
+	}
+	alice.screenshot("call-relayed")
+}
