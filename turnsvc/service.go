@@ -337,6 +337,10 @@ func (s *Service) protocol(src, dst net.Addr) string {
 	if s.lns.tls != nil && dst.String() == s.lns.tls.Addr().String() {
 		return "tls"
 	}
+	// TURN relayed by the edge came over TLS; the edge terminated it.
+	if s.proxyLn != nil && dst.String() == s.proxyLn.Addr().String() {
+		return "tls"
+	}
 	return "tcp"
 }
 
