@@ -319,7 +319,5 @@ func (p *page) consoleHas(s string) bool {
 	return false
 }
 
-
-
 // chromedpClick clicks the element with the given id.
 func chromedpClick(id string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.ID(id)) }

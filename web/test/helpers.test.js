@@ -135,6 +135,8 @@ describe('path and quality', () => {
     const first = sampleOf(null, report({ bytes: 1000, packets: 100, ts: 1000 }));
     assert.equal(first.sample.kbps, null, 'no rate from one snapshot');
     assert.equal(first.sample.rttMs, 50);
+    const idle = sampleOf(totalsOf(report({ bytes: 0, ts: 500 })), report({ bytes: 1000, packets: 100, ts: 1000 }));
+    assert.equal(idle.sample.kbps, null, 'no rate before media flowed');
     const second = sampleOf(first.totals, report({ bytes: 126000, packets: 190, lost: 10, ts: 2000 }));
     assert.equal(second.sample.kbps, 1000);
     assert.equal(second.sample.lossPct, 10);

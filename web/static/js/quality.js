@@ -49,7 +49,8 @@ export function sampleOf(prevTotals, stats) {
   const rttMs = typeof pair?.currentRoundTripTime === 'number' ? pair.currentRoundTripTime * 1000 : null;
   let kbps = null;
   let lossPct = null;
-  if (prevTotals && totals.timestamp > prevTotals.timestamp) {
+  // No rate until media has started flowing, so the average does not start from zero.
+  if (prevTotals && prevTotals.bytes > 0 && totals.timestamp > prevTotals.timestamp) {
     const seconds = (totals.timestamp - prevTotals.timestamp) / 1000;
     kbps = Math.max(0, ((totals.bytes - prevTotals.bytes) * 8) / 1000 / seconds);
     const got = totals.packets - prevTotals.packets;
