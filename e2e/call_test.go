@@ -91,16 +91,14 @@ func exchange(t *testing.T, x, y *webrtc.DataChannel, tag string, n int) {
 		})
 		return ch
 	}
-	opened := func(dc *webrtc.DataChannel) chan struct{} {
-		ch := make(chan struct{})
-		dc.OnOpen(func() { close(ch) })
-		return ch
-	}
+	// Poll the state: calling OnOpen again on an open channel races inside pion.
 	for _, dc := range []*webrtc.DataChannel{x, y} {
-		select {
-		case <-opened(dc):
-		case <-time.After(connectTimeout):
-			t.Fatalf("data channel %s not open", dc.Label())
+		deadline := time.Now().Add(connectTimeout)
+		for dc.ReadyState() != webrtc.DataChannelStateOpen {
+			if time.Now().After(deadline) {
+				t.Fatalf("data channel %s not open (%s)", dc.Label(), dc.ReadyState())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	fromX, fromY := recv(y), recv(x)
