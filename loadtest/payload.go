@@ -9,10 +9,10 @@ import (
 // payloads are the signaling messages of one call, built once: the relayed data and the exact
 // frame the other side must receive for it.
 type payloads struct {
-	offer, answer      relay
-	candsA, candsB     []relay
-	joinA, joinB       func(pin string) []byte
-	leave              []byte
+	offer, answer  relay
+	candsA, candsB []relay
+	joinA, joinB   func(pin string) []byte
+	leave          []byte
 }
 
 // relay is a message as sent and as it must arrive at the other member.
