@@ -151,3 +151,51 @@ func TestChromiumRelayedCall(t *testing.T) {
 	}
 	alice.screenshot("call-relayed")
 }
+
+// noCameraJS makes the page's browser behave as a computer without a camera: asking for
+// video fails with NotFoundError, as Chromium reports it, while the microphone works.
+const noCameraJS = `(() => {
+	const md = navigator.mediaDevices;
+	const gum = md.getUserMedia.bind(md);
+	md.getUserMedia = (c) => (c && c.video)
+		? Promise.reject(new DOMException('Requested device not found', 'NotFoundError'))
+		: gum(c);
+	const enumerate = md.enumerateDevices.bind(md);
+	md.enumerateDevices = async () => (await enumerate()).filter((d) => d.kind !== 'videoinput');
+})()`
+
+// TestChromiumAudioOnly: a caller without a camera joins first (so it makes the offer) and is
+// told it is on audio only; the call connects, it still sees the other person's video, and
+// the other person receives its audio.
+func TestChromiumAudioOnly(t *testing.T) {
+	if !inLoopbackNamespace(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	s := startStack(t, stackOptions{})
+	b := startChromium(t, ctx)
+	url := s.GatewayURL + "/?debug=1"
+	pin := nextPIN()
+
+	alice := b.openPage("alice", url, 1024, 720, false, noCameraJS)
+	alice.join(pin)
+	alice.waitPhase("waiting", uiTimeout)
+	if code := alice.attr("status", "data-code"); code != "audio-only" {
+		t.Fatalf("no camera: status %q, want audio-only", code)
+	}
+	bob := b.openPage("bob", url, 1024, 720, false)
+	bob.join(pin)
+	alice.waitPhase("call", uiTimeout)
+	bob.waitPhase("call", uiTimeout)
+	alice.expectRemoteFrames() // receiving video without sending any
+	if !eval[bool](alice, `document.getElementById('camera').disabled && document.getElementById('self-view').hidden`) {
+		t.Fatalf("no camera: the camera button should be disabled and the self-view hidden")
+	}
+	bob.waitFor("audio from alice", `(async () => {
+		let packets = 0;
+		(await window.tuturu.pc().getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') packets += s.packetsReceived || 0; });
+		return packets > 0;
+	})()`, uiTimeout)
+	alice.screenshot("audio-only")
+}

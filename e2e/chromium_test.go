@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -152,14 +153,20 @@ type page struct {
 	logs []string
 }
 
-// openPage opens url in a new tab with the given viewport and collects its console.
-func (b *browser) openPage(name, url string, width, height int64, mobile bool) *page {
+// openPage opens url in a new tab with the given viewport and collects its console. Each
+// initScript runs in the page before its own scripts.
+func (b *browser) openPage(name, url string, width, height int64, mobile bool, initScripts ...string) *page {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	p := &page{t: b.t, name: name, ctx: ctx}
 	b.t.Cleanup(cancel)
 	if err := chromedp.Do(ctx); err != nil {
 		b.t.Fatalf("%s: open tab: %v", name, err)
+	}
+	for _, src := range initScripts {
+		if _, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+			b.t.Fatalf("%s: add init script: %v", name, err)
+		}
 	}
 	console := chromedp.Console(ctx)
 	go func() {

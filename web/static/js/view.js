@@ -130,7 +130,7 @@ export function createView(doc) {
     setText(el.mute, m.muted ? 'Unmute' : 'Mute');
     el.camera.disabled = !m.video;
     el.camera.setAttribute('aria-pressed', String(m.cameraOff));
-    setText(el.camera, m.cameraOff ? 'Camera on' : 'Camera off');
+    setText(el.camera, !m.video ? 'No camera' : m.cameraOff ? 'Camera on' : 'Camera off');
     show(el.flip, m.video && m.cameras >= 2);
     el.flip.disabled = m.cameraOff;
     show(el.selfToggle, m.video);
