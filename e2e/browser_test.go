@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,20 @@ func TestChromiumCall(t *testing.T) {
 	if after := bob.remoteVideo().Frames; after <= before {
 		t.Fatalf("bob's video stopped during alice's resume: frames %d then %d", before, after)
 	}
+
+	// The network comes back (the online event): Alice, who made the offer, restarts ICE; the
+	// call returns to the call screen with new ICE credentials and the video keeps playing.
+	ufrag := `(window.tuturu.pc().localDescription.sdp.match(/a=ice-ufrag:(\S+)/) || [])[1] || ''`
+	oldUfrag := eval[string](alice, ufrag)
+	before = bob.remoteVideo().Frames
+	eval[bool](alice, `(window.dispatchEvent(new Event('online')), true)`)
+	alice.waitFor("ICE restarted", `(`+ufrag+`) !== `+strconv.Quote(oldUfrag)+` && document.body.dataset.phase === 'call'`, uiTimeout)
+	bob.waitPhase("call", uiTimeout)
+	bob.waitFor("frames after the ICE restart", fmt.Sprintf(`(async () => {
+		let f = 0;
+		(await window.tuturu.pc().getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0; });
+		return f > %d;
+	})()`, before), uiTimeout)
 
 	// Alice hangs up: Bob is told and waits in the room; Alice sees the call ended.
 	alice.do("hang up", chromedpClick("hangup"))

@@ -80,6 +80,14 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
     }
   }
 
+  // reportIce repeats the ICE state after a negotiation: an ICE restart on a path that still
+  // works completes without any state change event, and the reducer must learn it is over.
+  function reportIce(p) {
+    if (pc === p && (p.iceConnectionState === 'connected' || p.iceConnectionState === 'completed')) {
+      dispatch({ type: 'ICE_STATE', state: p.iceConnectionState });
+    }
+  }
+
   function flushPending(p) {
     const held = pending;
     pending = [];
@@ -99,6 +107,7 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
       await p.setLocalDescription(a);
       if (pc !== p) return;
       dispatch({ type: 'LOCAL_DESCRIPTION', description: plain(p.localDescription) });
+      reportIce(p);
     } catch (err) {
       guard(p, err, 'answer');
     }
@@ -112,6 +121,7 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
       const applying = p.setRemoteDescription(description);
       flushPending(p);
       await applying;
+      reportIce(p);
     } catch (err) {
       guard(p, err, 'remote description');
     }
