@@ -43,12 +43,29 @@ type collector struct {
 	mu      sync.Mutex
 	spans   map[string][]string // service.name -> span names
 	traces  map[string][]string // trace id -> service names with a span in it
+	byID    map[string]span     // span id -> span
 	metrics map[string]int      // service.name -> metric batches
+}
+
+type span struct {
+	service, name, traceID, parentID string
+}
+
+// root follows parent links within what was received and returns the topmost span.
+func (c *collector) root(s span) span {
+	for range 100 {
+		parent, ok := c.byID[s.parentID]
+		if !ok {
+			return s
+		}
+		s = parent
+	}
+	return s
 }
 
 func newCollector(t *testing.T) *collector {
 	t.Helper()
-	c := &collector{spans: map[string][]string{}, traces: map[string][]string{}, metrics: map[string]int{}}
+	c := &collector{spans: map[string][]string{}, traces: map[string][]string{}, byID: map[string]span{}, metrics: map[string]int{}}
 	decode := func(w http.ResponseWriter, r *http.Request, msg proto.Message) bool {
 		b, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
 		if err == nil {
@@ -75,6 +92,7 @@ func newCollector(t *testing.T) *collector {
 				for _, s := range ss.GetSpans() {
 					c.spans[svc] = append(c.spans[svc], s.GetName())
 					id := fmt.Sprintf("%x", s.GetTraceId())
+					c.byID[fmt.Sprintf("%x", s.GetSpanId())] = span{service: svc, name: s.GetName(), traceID: id, parentID: fmt.Sprintf("%x", s.GetParentSpanId())}
 					if !slices.Contains(c.traces[id], svc) {
 						c.traces[id] = append(c.traces[id], svc)
 					}
@@ -360,14 +378,19 @@ func TestComposeStackWithoutDocker(t *testing.T) {
 			t.Errorf("no metrics from %s (metric batches by service: %v)", name, col.metrics)
 		}
 	}
-	joined := false
-	for _, svcs := range col.traces {
-		if slices.Contains(svcs, "gateway") && slices.Contains(svcs, "roomsvc") && slices.Contains(svcs, "credsvc") {
-			joined = true
+	// The join is one trace: roomsvc's and credsvc's spans descend, through parent links
+	// carried across the processes, from the gateway's "signal join-pin" span.
+	below := map[string]bool{}
+	for _, s := range col.byID {
+		if s.service != "roomsvc" && s.service != "credsvc" {
+			continue
+		}
+		if r := col.root(s); r.service == "gateway" && r.name == "signal join-pin" {
+			below[s.service] = true
 		}
 	}
-	if !joined {
-		t.Errorf("no trace has spans of gateway, roomsvc and credsvc together: %v", col.traces)
+	if !below["roomsvc"] || !below["credsvc"] {
+		t.Errorf("spans under the gateway's signal join-pin: %v, want roomsvc and credsvc; traces: %v", below, col.traces)
 	}
 }
 
