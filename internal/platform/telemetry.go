@@ -62,17 +62,32 @@ func (t Telemetry) OrDefault() Telemetry {
 func SetupTelemetry(ctx context.Context, serviceName string, getenv func(string) string) (tel Telemetry, shutdown func(context.Context) error, err error) {
 	tel = NoTelemetry()
 	shutdown = func(context.Context) error { return nil }
-	if disabled, _ := ParseBool(getenv("OTEL_SDK_DISABLED")); disabled {
-		return tel, shutdown, nil
+	if v := getenv("OTEL_SDK_DISABLED"); v != "" {
+		disabled, err := ParseBool(v)
+		if err != nil {
+			return tel, shutdown, fmt.Errorf("OTEL_SDK_DISABLED: %w", err)
+		}
+		if disabled {
+			return tel, shutdown, nil
+		}
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
-		semconv.ServiceName(serviceName), semconv.ServiceNamespace("tuturu")))
+	wantTraces, err := wants(getenv, "TRACES")
 	if err != nil {
-		// A schema conflict between resource.Default and ours only loses attributes.
-		res = resource.Default()
+		return tel, shutdown, err
+	}
+	wantMetrics, err := wants(getenv, "METRICS")
+	if err != nil {
+		return tel, shutdown, err
+	}
+	own := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(serviceName), semconv.ServiceNamespace("tuturu"))
+	res, err := resource.Merge(resource.Default(), own)
+	if err != nil {
+		// A schema conflict with resource.Default loses its attributes (SDK, host), never ours:
+		// without service.name every service would show up as unknown_service.
+		res = own
 	}
 	var stops []func(context.Context) error
-	if wants(getenv, "TRACES") {
+	if wantTraces {
 		exp, err := traceExporter(ctx, getenv)
 		if err != nil {
 			return tel, shutdown, fmt.Errorf("OTLP trace exporter: %w", err)
@@ -81,10 +96,13 @@ func SetupTelemetry(ctx context.Context, serviceName string, getenv func(string)
 		tel.Tracer = tp
 		stops = append(stops, tp.Shutdown)
 	}
-	if wants(getenv, "METRICS") {
+	if wantMetrics {
 		exp, err := metricExporter(ctx, getenv)
 		if err != nil {
-			return tel, shutdown, fmt.Errorf("OTLP metric exporter: %w", err)
+			for _, stop := range stops {
+				_ = stop(ctx) // the tracer provider's batcher goroutine
+			}
+			return NoTelemetry(), shutdown, fmt.Errorf("OTLP metric exporter: %w", err)
 		}
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res),
 			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(15*time.Second))))
@@ -102,12 +120,17 @@ func SetupTelemetry(ctx context.Context, serviceName string, getenv func(string)
 }
 
 // wants reports whether a signal (TRACES or METRICS) should be exported over OTLP: an endpoint
-// is configured for it and its OTEL_<signal>_EXPORTER is not "none".
-func wants(getenv func(string) string, signal string) bool {
-	if exp := strings.ToLower(getenv("OTEL_" + signal + "_EXPORTER")); exp != "" && exp != "otlp" {
-		return false
+// is configured for it and its OTEL_<signal>_EXPORTER is not "none". Any other exporter name
+// is an error rather than a silent "export nothing".
+func wants(getenv func(string) string, signal string) (bool, error) {
+	switch exp := strings.ToLower(strings.TrimSpace(getenv("OTEL_" + signal + "_EXPORTER"))); exp {
+	case "", "otlp":
+	case "none":
+		return false, nil
+	default:
+		return false, fmt.Errorf("OTEL_%s_EXPORTER: %q is not supported (use otlp or none)", signal, exp)
 	}
-	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
+	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != "", nil
 }
 
 func protocol(getenv func(string) string, signal string) string {

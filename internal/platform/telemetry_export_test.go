@@ -357,3 +357,35 @@ func TestTelemetryBadEndpointIsAClearError(t *testing.T) {
 		}
 	}
 }
+
+func TestTelemetryUnknownValuesAreErrors(t *testing.T) {
+	// A typo must not quietly turn telemetry off.
+	for _, tc := range []struct{ name, value string }{
+		{"OTEL_TRACES_EXPORTER", "otpl"},
+		{"OTEL_METRICS_EXPORTER", "prometheus"},
+		{"OTEL_SDK_DISABLED", "maybe"},
+	} {
+		_, _, err := SetupTelemetry(context.Background(), "gateway", envFrom(map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+			tc.name:                       tc.value,
+		}))
+		if err == nil || !strings.Contains(err.Error(), tc.name+": ") || !strings.Contains(err.Error(), tc.value) {
+			t.Errorf("%s=%s: error %v, want one naming the variable and its value", tc.name, tc.value, err)
+		}
+	}
+	// The values the OTel specification defines still work, in any case.
+	for _, env := range []map[string]string{
+		{"OTEL_TRACES_EXPORTER": "OTLP", "OTEL_METRICS_EXPORTER": "none", "OTEL_SDK_DISABLED": "false"},
+		{"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "whatever"}, // disabled: nothing else is read
+	} {
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:4318"
+		_, shutdown, err := SetupTelemetry(context.Background(), "gateway", envFrom(env))
+		if err != nil {
+			t.Errorf("%v: %v", env, err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = shutdown(ctx) // nothing was recorded, so nothing is sent
+		cancel()
+	}
+}
