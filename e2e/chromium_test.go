@@ -34,7 +34,11 @@ const (
 // chromiumPath finds the browser, or says how to install it.
 func chromiumPath() (string, error) {
 	if p := os.Getenv(chromiumEnv); p != "" {
-		return p, nil
+		path, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("%s=%s: %w", chromiumEnv, p, err)
+		}
+		return path, nil
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -80,7 +84,7 @@ func inLoopbackNamespace(t *testing.T) bool {
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser test in a loopback-only network namespace:\n%s", out)
 	if err != nil {
-		if strings.Contains(string(out), "unshare failed") || strings.Contains(string(out), "Operation not permitted") && !strings.Contains(string(out), "=== RUN") {
+		if started := strings.Contains(string(out), "=== RUN"); !started && (strings.Contains(string(out), "unshare failed") || strings.Contains(string(out), "Operation not permitted")) {
 			t.Fatalf("cannot create a network namespace (unshare -n needs root or CAP_SYS_ADMIN): %v; "+
 				"set %s=1 to skip the browser tests on this machine", err, skipBrowserEnv)
 		}
