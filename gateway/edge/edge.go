@@ -34,6 +34,7 @@ type Edge struct {
 
 	app, cover *connListener
 	turn       *turnRelay
+	in         *instruments
 	conns      sync.WaitGroup
 }
 
@@ -43,7 +44,11 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("edge: bad configuration:\n%w", err)
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger().With("component", "edge")}
+	in, err := newInstruments(cfg.Telemetry)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e := &Edge{cfg: cfg, log: cfg.Logger().With("component", "edge"), in: in}
 	names := []string{cfg.Domain, cfg.AppName()}
 	if cfg.TurnUpstream != "" {
 		names = append(names, cfg.TurnName())
@@ -59,7 +64,6 @@ func New(cfg Config) (*Edge, error) {
 		e.certs = e.acme
 	}
 
-	var err error
 	if e.tlsLn = cfg.HTTPSListener; e.tlsLn == nil {
 		if e.tlsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
 			return nil, fmt.Errorf("edge: %s: listen on %s: %w", envHTTPSAddr, cfg.HTTPSAddr, err)
@@ -73,7 +77,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.app = newConnListener(e.tlsLn.Addr())
 	e.cover = newConnListener(e.tlsLn.Addr())
-	e.turn = newTurnRelay(cfg.TurnUpstream, e.log)
+	e.turn = newTurnRelay(cfg.TurnUpstream, e.log, in)
 	return e, nil
 }
 

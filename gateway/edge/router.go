@@ -72,20 +72,25 @@ func (e *Edge) handle(ctx context.Context, tc *tls.Conn) {
 		// Scanners and clients that do not trust the name's certificate end here; at debug
 		// level only, since anyone can cause it.
 		e.log.Debug("TLS handshake failed", "err", err)
+		e.in.handshakes.Add(ctx, 1)
 		_ = tc.Close()
 		return
 	}
 	st := tc.ConnectionState()
 	if st.NegotiatedProtocol == acmeALPN {
+		e.in.routed(ctx, labelACME)
 		_ = tc.Close() // the CA only checks the certificate
 		return
 	}
 	switch e.routeOf(st.ServerName) {
 	case routeApp:
+		e.in.routed(ctx, labelApp)
 		e.app.deliver(tc)
 	case routeTurn:
+		e.in.routed(ctx, labelTurn)
 		e.turn.relay(ctx, tc)
 	default:
+		e.in.routed(ctx, labelCover)
 		e.cover.deliver(tc)
 	}
 }

@@ -21,14 +21,15 @@ import (
 type turnRelay struct {
 	upstream string
 	log      *slog.Logger
+	in       *instruments
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
 
-func newTurnRelay(upstream string, log *slog.Logger) *turnRelay {
-	return &turnRelay{upstream: upstream, log: log, conns: map[net.Conn]struct{}{}}
+func newTurnRelay(upstream string, log *slog.Logger, in *instruments) *turnRelay {
+	return &turnRelay{upstream: upstream, log: log, in: in, conns: map[net.Conn]struct{}{}}
 }
 
 // dialTimeout bounds the dial to turnsvc on loopback, which answers at once or not at all.
@@ -47,6 +48,8 @@ func (r *turnRelay) relay(ctx context.Context, client net.Conn) {
 		return
 	}
 	defer r.untrack(client, up)
+	r.in.relays.Add(ctx, 1)
+	defer r.in.relays.Add(context.WithoutCancel(ctx), -1)
 	hdr := proxyproto.AppendV2(nil, addrPort(client.RemoteAddr()), addrPort(client.LocalAddr()))
 	if _, err := up.Write(hdr); err != nil {
 		r.log.Warn("TURN over TLS: writing the PROXY header failed", "err", err)
