@@ -41,8 +41,11 @@ type testService struct {
 	internal string
 	admin    string
 	revoked  *revokeLog
-	cancel   context.CancelFunc
-	done     chan error
+	// shared, when set, is the HTTP client every dial uses (as one gateway would), instead of
+	// one client (and connection) per member.
+	shared *http.Client
+	cancel context.CancelFunc
+	done   chan error
 }
 
 type revokeLog struct {
@@ -72,7 +75,7 @@ func (r *revokeServer) Revoke(_ context.Context, req *connect.Request[credv1.Rev
 	return connect.NewResponse(&credv1.RevokeResponse{}), nil
 }
 
-func startService(t *testing.T, mutate func(*Config)) *testService {
+func startService(t testing.TB, mutate func(*Config)) *testService {
 	t.Helper()
 	ts := &testService{
 		internal: platform.RandomToken(24),
@@ -123,7 +126,7 @@ func startService(t *testing.T, mutate func(*Config)) *testService {
 }
 
 // stop ends Run and checks it returns promptly without error. Safe to call twice.
-func (ts *testService) stop(t *testing.T) {
+func (ts *testService) stop(t testing.TB) {
 	ts.cancel()
 	if ts.done == nil {
 		return
@@ -139,7 +142,7 @@ func (ts *testService) stop(t *testing.T) {
 	ts.done = nil
 }
 
-type testLog struct{ t *testing.T }
+type testLog struct{ t testing.TB }
 
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
@@ -155,7 +158,7 @@ func (ts *testService) adminClient(opts []connect.ClientOption, token string) ro
 
 // member is a test client's Join stream.
 type tmember struct {
-	t      *testing.T
+	t      testing.TB
 	stream *connect.BidiStreamForClient[roomv1.JoinRequest, roomv1.JoinResponse]
 	events chan *roomv1.JoinResponse
 	end    chan error // the error that ended the receive side (io.EOF-like → nil)
@@ -188,21 +191,24 @@ func (c *tmember) hangUp() {
 	c.cancel()
 }
 
-func (ts *testService) dial(t *testing.T, opts []connect.ClientOption) *tmember {
+func (ts *testService) dial(t testing.TB, opts []connect.ClientOption) *tmember {
 	t.Helper()
 	opts = append(append([]connect.ClientOption{}, opts...), connect.WithInterceptors(platform.NewSendToken(ts.internal)))
-	hc := platform.NewH2CClient()
-	tr := hc.Transport.(*http.Transport)
+	hc := ts.shared
 	conns := &connLog{}
-	dial := tr.DialContext
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := dial(ctx, network, addr)
-		if err == nil {
-			conns.mu.Lock()
-			conns.conns = append(conns.conns, conn)
-			conns.mu.Unlock()
+	if hc == nil {
+		hc = platform.NewH2CClient()
+		tr := hc.Transport.(*http.Transport)
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err == nil {
+				conns.mu.Lock()
+				conns.conns = append(conns.conns, conn)
+				conns.mu.Unlock()
+			}
+			return conn, err
 		}
-		return conn, err
 	}
 	rc := roomv1connect.NewRoomServiceClient(hc, ts.url, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -292,7 +298,7 @@ func resume(token string) *roomv1.JoinRequest {
 }
 
 // join dials, sends first and returns the member with its Joined event.
-func (ts *testService) join(t *testing.T, opts []connect.ClientOption, first *roomv1.JoinRequest) (*tmember, *roomv1.Joined) {
+func (ts *testService) join(t testing.TB, opts []connect.ClientOption, first *roomv1.JoinRequest) (*tmember, *roomv1.Joined) {
 	t.Helper()
 	c := ts.dial(t, opts)
 	c.send(first)
@@ -306,7 +312,7 @@ func (ts *testService) join(t *testing.T, opts []connect.ClientOption, first *ro
 }
 
 // refused dials, sends first and returns the code that ended the stream.
-func (ts *testService) refused(t *testing.T, opts []connect.ClientOption, first *roomv1.JoinRequest) connect.Code {
+func (ts *testService) refused(t testing.TB, opts []connect.ClientOption, first *roomv1.JoinRequest) connect.Code {
 	t.Helper()
 	c := ts.dial(t, opts)
 	// The server may refuse before the message is written; the real error comes from Receive.

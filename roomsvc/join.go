@@ -58,31 +58,74 @@ func (s *Service) Join(ctx context.Context, stream *connect.BidiStream[roomv1.Jo
 	return s.write(ctx, stream, m, sess, readerDone)
 }
 
-type readControlKey struct{}
+// streamControl is what Join needs below Connect: a way to interrupt its own pending Receive
+// (connect-go has none, the request's read deadline does) and a gate on flushes, so that a
+// batch of queued events goes out in one write instead of one per event.
+type streamControl struct {
+	rc   *http.ResponseController
+	gate *flushGate
+}
 
-// withReadControl lets Join interrupt its own pending Receive: connect-go has no way to, but
-// the request's read deadline does.
-func withReadControl(h http.Handler) http.Handler {
+type streamControlKey struct{}
+
+// withStreamControl puts a streamControl in the request context of every Join stream.
+func withStreamControl(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), readControlKey{}, rc)))
+		f, ok := w.(http.Flusher)
+		if !ok { // Connect will refuse the stream itself
+			h.ServeHTTP(w, r)
+			return
+		}
+		gate := &flushGate{ResponseWriter: w, flusher: f}
+		sc := &streamControl{rc: http.NewResponseController(w), gate: gate}
+		h.ServeHTTP(gate, r.WithContext(context.WithValue(r.Context(), streamControlKey{}, sc)))
 	})
+}
+
+// flushGate passes writes through and drops flushes while held. Only the stream's handler
+// goroutine (the writer) touches it.
+type flushGate struct {
+	http.ResponseWriter
+	flusher http.Flusher
+	held    bool
+}
+
+// Flush implements http.Flusher.
+func (g *flushGate) Flush() {
+	if !g.held {
+		g.flusher.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (g *flushGate) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+func controlOf(ctx context.Context) *streamControl {
+	sc, _ := ctx.Value(streamControlKey{}).(*streamControl)
+	return sc
 }
 
 // stopReading makes a pending Receive on ctx's stream return now. It reports false when it
 // cannot, in which case the caller must not wait for the reader.
 func stopReading(ctx context.Context) bool {
-	rc, ok := ctx.Value(readControlKey{}).(*http.ResponseController)
-	return ok && rc.SetReadDeadline(time.Now()) == nil
+	sc := controlOf(ctx)
+	return sc != nil && sc.rc.SetReadDeadline(time.Now()) == nil
 }
 
 // write sends the member's events until the stream ends, and says how it ends.
 func (s *Service) write(ctx context.Context, stream *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse],
 	m *member, sess *session, readerDone <-chan error) error {
+	var gate *flushGate
+	if sc := controlOf(ctx); sc != nil {
+		gate = sc.gate
+	}
 	var batch []*roomv1.JoinResponse
 	for {
 		batch = s.hub.take(m, sess, batch)
-		for _, ev := range batch {
+		for i, ev := range batch {
+			if gate != nil {
+				gate.held = i < len(batch)-1 // the last event of a batch flushes them all
+			}
 			if err := stream.Send(ev); err != nil {
 				s.hub.detach(m, sess)
 				return err
