@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
 	"github.com/tuturu/tuturu/gateway"
 )
 
@@ -34,6 +37,13 @@ func TestChromiumCall(t *testing.T) {
 	pin := nextPIN()
 
 	alice := b.openPage("alice", url, 1024, 720, false)
+	if id := eval[string](alice, `document.activeElement.id`); id != "pin" {
+		t.Fatalf("on load the focus is on %q, want the PIN field", id)
+	}
+	alice.do("make a new PIN", chromedpClick("new-pin"))
+	if v := eval[string](alice, `document.getElementById('pin').value`); len(v) != 6 || strings.Trim(v, "0123456789") != "" {
+		t.Fatalf("Make a new PIN filled in %q", v)
+	}
 	alice.screenshot("01-pin-entry")
 
 	// A bad PIN never leaves the page: the inline error says what is wrong.
@@ -55,12 +65,19 @@ func TestChromiumCall(t *testing.T) {
 	if got := alice.text("overlay-pin"); got != pin[:3]+" "+pin[3:] {
 		t.Fatalf("waiting screen shows PIN %q", got)
 	}
+	if id := eval[string](alice, `document.activeElement.id`); id != "overlay-title" {
+		t.Fatalf("waiting: focus on %q, want the screen's heading", id)
+	}
 	alice.screenshot("03-waiting")
 
+	// Bob uses the keyboard only: type the PIN, press Enter.
 	bob := b.openPage("bob", url, 390, 844, true)
-	bob.join(pin)
+	bob.do("type the PIN and press Enter", chromedp.SendKeys(chromedp.ID("pin"), pin+kb.Enter))
 	alice.waitPhase("call", uiTimeout)
 	bob.waitPhase("call", uiTimeout)
+	if id := eval[string](bob, `document.activeElement.id`); id != "stage-title" {
+		t.Fatalf("call: focus on %q, want the call screen's heading", id)
+	}
 	alice.expectRemoteFrames()
 	bob.expectRemoteFrames()
 	for _, p := range []*page{alice, bob} {
@@ -214,4 +231,24 @@ func TestChromiumAudioOnly(t *testing.T) {
 		return packets > 0;
 	})()`, uiTimeout)
 	alice.screenshot("audio-only")
+
+	// A caller who refuses the camera and microphone gets a screen that says how to allow them.
+	carol := b.openPage("carol", url, 390, 844, true, deniedJS)
+	carol.join(nextPIN())
+	carol.waitPhase("error", uiTimeout)
+	if code := carol.attr("screen-end", "data-code"); code != "MEDIA_DENIED" {
+		t.Fatalf("denied media: error %q, want MEDIA_DENIED", code)
+	}
+	if msg := carol.text("end-text"); !strings.Contains(msg, "site settings") {
+		t.Fatalf("denied media: %q does not say what to do", msg)
+	}
+	if id := eval[string](carol, `document.activeElement.id`); id != "end-title" {
+		t.Fatalf("error screen: focus on %q, want its heading", id)
+	}
+	carol.screenshot("media-denied-phone")
 }
+
+// deniedJS makes the page's browser refuse camera and microphone, as when the caller clicks
+// Block on the permission prompt.
+const deniedJS = `navigator.mediaDevices.getUserMedia = () =>
+	Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));`

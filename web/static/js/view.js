@@ -159,6 +159,7 @@ export function createView(doc) {
     el.endScreen.dataset.code = p.code;
     el.endScreen.classList.toggle('is-error', s.phase === Phase.ERROR);
     show(el.again, p.action === 'retry');
+    setText(el.again, s.phase === Phase.ERROR ? 'Try again' : 'Call again');
     show(el.editPin, p.action !== 'reload');
     el.editPin.className = p.action === 'edit-pin' ? 'primary' : 'secondary';
     show(el.reload, p.action === 'reload');
