@@ -71,7 +71,8 @@ var helpEnv = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)\)`)
 func TestComposeEnvironmentIsRead(t *testing.T) {
 	bin := tuturuBinary(t)
 	p := loadCompose(t, nil)
-	for _, name := range appServices {
+	for _, s := range tuturuServices(p) {
+		name := target(s)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		cmd := exec.CommandContext(ctx, bin, name, "-h")
 		cmd.Env = baseEnv()
@@ -87,9 +88,9 @@ func TestComposeEnvironmentIsRead(t *testing.T) {
 		if len(known) < 4 {
 			t.Fatalf("tuturu %s -h lists only %v", name, known)
 		}
-		for k := range service(t, p, name).Environment {
+		for k := range s.Environment {
 			if !strings.HasPrefix(k, "OTEL_") && !slices.Contains(known, k) {
-				t.Errorf("compose.yaml sets %s on %s, which `tuturu %s` does not read", k, name, name)
+				t.Errorf("compose.yaml sets %s on %s, which `tuturu %s` does not read", k, s.Name, name)
 			}
 		}
 	}
@@ -138,9 +139,9 @@ func TestComposeHealthcheckCommand(t *testing.T) {
 		}
 		return nil
 	}
-	for _, name := range appServices {
-		if err := probe(service(t, p, name).HealthCheck.Test); err != nil {
-			t.Errorf("%s healthcheck against a serving server: %v", name, err)
+	for _, s := range tuturuServices(p) {
+		if err := probe(s.HealthCheck.Test); err != nil {
+			t.Errorf("%s healthcheck against a serving server: %v", s.Name, err)
 		}
 	}
 	stop()

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -22,10 +23,11 @@ import (
 // root is the repository root, seen from this package's directory.
 const root = ".."
 
-// appServices are the tuturu services in compose.yaml; each runs the target of its name.
+// appServices are the tuturu services `docker compose up` starts (no profile); each runs the
+// target of its name. Services in profiles (the https edge) run one of these targets too.
 var appServices = []string{"credsvc", "roomsvc", "gateway", "turnsvc"}
 
-// listenVar names each service's listen-address variable.
+// listenVar names each target's listen-address variable.
 var listenVar = map[string]string{
 	"credsvc": "CREDSVC_ADDR",
 	"roomsvc": "ROOMSVC_ADDR",
@@ -49,6 +51,8 @@ func loadCompose(t *testing.T, env map[string]string) *types.Project {
 		cli.WithWorkingDirectory(abs),
 		cli.WithEnv(list),
 		cli.WithConsistency(true),
+		// Every profile (the https edge too): each service is checked, not only the default set.
+		cli.WithProfiles([]string{"*"}),
 	)
 	if err != nil {
 		t.Fatalf("compose options: %v", err)
@@ -80,25 +84,55 @@ func env(s types.ServiceConfig, key string) string {
 
 func hostNetwork(s types.ServiceConfig) bool { return s.NetworkMode == "host" }
 
+// tuturuServices are the services that run the tuturu image, profiles included.
+func tuturuServices(p *types.Project) []types.ServiceConfig {
+	var out []types.ServiceConfig
+	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
+		if s := p.Services[name]; s.Image == "tuturu:local" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// target is the tuturu target a service runs.
+func target(s types.ServiceConfig) string {
+	if len(s.Command) == 0 {
+		return ""
+	}
+	return s.Command[0]
+}
+
 func TestComposeServices(t *testing.T) {
 	p := loadCompose(t, nil)
-	got := p.ServiceNames()
-	want := append(slices.Clone(appServices), "lgtm")
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Fatalf("services = %v, want %v", got, want)
+	// What `docker compose up` starts: the four services and Grafana, none behind a profile.
+	for _, name := range append(slices.Clone(appServices), "lgtm") {
+		if s := service(t, p, name); len(s.Profiles) > 0 {
+			t.Errorf("%s is in profiles %v: plain `docker compose up` would not start it", name, s.Profiles)
+		}
 	}
 	for _, name := range appServices {
-		s := service(t, p, name)
-		if s.Image != "tuturu:local" || s.Build == nil || filepath.Clean(s.Build.Context) != mustAbs(t, root) {
-			t.Errorf("%s: image %q build %+v: want tuturu:local built from the repository root", name, s.Image, s.Build)
+		if target(service(t, p, name)) != name {
+			t.Errorf("%s: command %q, want [%q] (the binary's target)", name, service(t, p, name).Command, name)
 		}
-		if len(s.Command) != 1 || s.Command[0] != name {
-			t.Errorf("%s: command %q, want [%q] (the binary's target)", name, s.Command, name)
+	}
+	for _, s := range tuturuServices(p) {
+		if s.Build == nil || filepath.Clean(s.Build.Context) != mustAbs(t, root) {
+			t.Errorf("%s: build %+v: want tuturu:local built from the repository root", s.Name, s.Build)
+		}
+		if len(s.Command) != 1 || listenVar[target(s)] == "" {
+			t.Errorf("%s: command %q is not one tuturu service target", s.Name, s.Command)
+		}
+		if !slices.Contains(appServices, s.Name) && len(s.Profiles) == 0 {
+			t.Errorf("%s: an extra %s must be behind a profile", s.Name, target(s))
 		}
 		if s.Restart == "" || s.Restart == "no" {
-			t.Errorf("%s: restart %q: a crashed service should come back", name, s.Restart)
+			t.Errorf("%s: restart %q: a crashed service should come back", s.Name, s.Restart)
+		}
+	}
+	for name, s := range p.Services {
+		if s.Image != "tuturu:local" && name != "lgtm" {
+			t.Errorf("unexpected service %s (%s)", name, s.Image)
 		}
 	}
 }
@@ -114,13 +148,14 @@ func TestComposeHealthchecks(t *testing.T) {
 		if hc.Interval == nil || hc.Timeout == nil || hc.Retries == nil {
 			t.Errorf("%s: healthcheck needs interval, timeout and retries", name)
 		}
-		if !slices.Contains(appServices, name) {
+		if s.Image != "tuturu:local" {
 			continue
 		}
 		// No shell in the image: exec form, the binary's own probe, on the service's own port.
-		_, port, err := net.SplitHostPort(env(s, listenVar[name]))
+		key := listenVar[target(s)]
+		_, port, err := net.SplitHostPort(env(s, key))
 		if err != nil {
-			t.Errorf("%s: %s=%q: %v", name, listenVar[name], env(s, listenVar[name]), err)
+			t.Errorf("%s: %s=%q: %v", name, key, env(s, key), err)
 			continue
 		}
 		want := []string{"CMD", "/tuturu", "healthcheck", "-addr", "127.0.0.1:" + port}
@@ -139,6 +174,26 @@ func TestComposeStartOrder(t *testing.T) {
 		"gateway": {"credsvc", "roomsvc"},
 		"lgtm":    nil,
 	}
+	for _, s := range tuturuServices(p) {
+		if _, ok := want[s.Name]; !ok {
+			// Another gateway (the edge) needs what the gateway needs, and may wait for more.
+			for dep := range service(t, p, "gateway").DependsOn {
+				if _, ok := s.DependsOn[dep]; !ok {
+					t.Errorf("%s runs %s but does not wait for %s", s.Name, target(s), dep)
+				}
+			}
+		}
+	}
+	for name, s := range p.Services {
+		if _, ok := s.DependsOn["lgtm"]; ok {
+			t.Errorf("%s waits for lgtm: the app must never wait for Grafana", name)
+		}
+		for d, dep := range s.DependsOn {
+			if dep.Condition != types.ServiceConditionHealthy || !dep.Required {
+				t.Errorf("%s depends on %s with condition %q required=%v, want service_healthy", name, d, dep.Condition, dep.Required)
+			}
+		}
+	}
 	for name, deps := range want {
 		s := service(t, p, name)
 		got := slices.Sorted(func(yield func(string) bool) {
@@ -151,11 +206,6 @@ func TestComposeStartOrder(t *testing.T) {
 		if !slices.Equal(got, deps) {
 			t.Errorf("%s depends on %v, want %v (the app never waits for Grafana)", name, got, deps)
 		}
-		for d, dep := range s.DependsOn {
-			if dep.Condition != types.ServiceConditionHealthy || !dep.Required {
-				t.Errorf("%s depends on %s with condition %q required=%v, want service_healthy", name, d, dep.Condition, dep.Required)
-			}
-		}
 	}
 }
 
@@ -164,8 +214,8 @@ func TestComposeVolumes(t *testing.T) {
 	// Every service shares one named volume at DATA_DIR: the tokens, created by whichever
 	// starts first (platform.LoadOrCreateToken is safe across processes).
 	tokenVolume := ""
-	for _, name := range appServices {
-		s := service(t, p, name)
+	for _, s := range tuturuServices(p) {
+		name := s.Name
 		dataDir := env(s, "DATA_DIR")
 		v := mountAt(s, dataDir)
 		if dataDir == "" || v == nil || v.Type != types.VolumeTypeVolume {
@@ -191,13 +241,13 @@ func TestComposeVolumes(t *testing.T) {
 	if _, ok := p.Volumes[v.Source]; !ok {
 		t.Errorf("credsvc database volume %q is not declared under volumes:", v.Source)
 	}
-	for _, name := range appServices {
-		if name == "credsvc" {
+	for _, s := range tuturuServices(p) {
+		if s.Name == "credsvc" {
 			continue
 		}
-		for _, m := range service(t, p, name).Volumes {
+		for _, m := range s.Volumes {
 			if m.Source == v.Source {
-				t.Errorf("%s mounts credsvc's database volume %q", name, v.Source)
+				t.Errorf("%s mounts credsvc's database volume %q", s.Name, v.Source)
 			}
 		}
 	}
@@ -247,14 +297,14 @@ func TestComposePorts(t *testing.T) {
 	}
 	// Bridge services listen on every interface of their container (the compose network);
 	// a host-network service must not: its listen address is the host's.
-	for _, name := range appServices {
-		s := service(t, p, name)
-		host, _, _ := net.SplitHostPort(env(s, listenVar[name]))
+	for _, s := range tuturuServices(p) {
+		key := listenVar[target(s)]
+		host, _, _ := net.SplitHostPort(env(s, key))
 		if hostNetwork(s) && host != "127.0.0.1" {
-			t.Errorf("%s is on the host network: %s=%q must be 127.0.0.1", name, listenVar[name], env(s, listenVar[name]))
+			t.Errorf("%s is on the host network: %s=%q must be 127.0.0.1", s.Name, key, env(s, key))
 		}
 		if !hostNetwork(s) && host != "0.0.0.0" {
-			t.Errorf("%s: %s=%q: listen on 0.0.0.0 inside the container or nothing else reaches it", name, listenVar[name], env(s, listenVar[name]))
+			t.Errorf("%s: %s=%q: listen on 0.0.0.0 inside the container or nothing else reaches it", s.Name, key, env(s, key))
 		}
 	}
 }
@@ -292,20 +342,21 @@ func TestComposeReachability(t *testing.T) {
 			t.Errorf("%s: %s=%q, want http://%s:%s", from.Name, key, raw, strings.TrimSuffix(target, ":otlp"), port)
 		}
 	}
-	for _, name := range appServices {
-		s := service(t, p, name)
+	for _, s := range tuturuServices(p) {
 		check(s, "OTEL_EXPORTER_OTLP_ENDPOINT", "lgtm:otlp", listens["lgtm:otlp"])
-		if name != "credsvc" {
+		if target(s) != "credsvc" {
 			check(s, "CREDSVC_URL", "credsvc", listens["credsvc"])
 		}
+		if target(s) == "gateway" {
+			check(s, "ROOMSVC_URL", "roomsvc", listens["roomsvc"])
+		}
 	}
-	check(service(t, p, "gateway"), "ROOMSVC_URL", "roomsvc", listens["roomsvc"])
 }
 
 func TestComposeTelemetry(t *testing.T) {
 	p := loadCompose(t, nil)
-	for _, name := range appServices {
-		s := service(t, p, name)
+	for _, s := range tuturuServices(p) {
+		name := s.Name
 		if env(s, "OTEL_EXPORTER_OTLP_ENDPOINT") == "" {
 			t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT not set: it would export nothing", name)
 		}
@@ -414,9 +465,9 @@ func TestComposeHasNoSecrets(t *testing.T) {
 	}
 	// And an operator's own value reaches every service that reads it.
 	p = loadCompose(t, map[string]string{"ADMIN_TOKEN": "operator-chosen-admin-token"})
-	for _, name := range appServices {
-		if got := env(service(t, p, name), "ADMIN_TOKEN"); got != "operator-chosen-admin-token" {
-			t.Errorf("%s: ADMIN_TOKEN=%q: the operator's value must reach every service", name, got)
+	for _, s := range tuturuServices(p) {
+		if got := env(s, "ADMIN_TOKEN"); got != "operator-chosen-admin-token" {
+			t.Errorf("%s: ADMIN_TOKEN=%q: the operator's value must reach every service", s.Name, got)
 		}
 	}
 }
@@ -459,4 +510,30 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// TestComposeTokensReadable checks that every service can read the token files, which the
+// first service to start creates as the image's user (65532) with mode 0600. A service that
+// runs as root with every capability dropped has no CAP_DAC_OVERRIDE, so root is then an
+// ordinary user for file permissions and needs CAP_DAC_READ_SEARCH to read them.
+func TestComposeTokensReadable(t *testing.T) {
+	p := loadCompose(t, nil)
+	for _, s := range tuturuServices(p) {
+		user := strings.Split(s.User, ":")[0]
+		if user == "" || user == "65532" || user == "nonroot" {
+			continue // the image's user, owner of the files
+		}
+		if user != "0" && user != "root" {
+			t.Errorf("%s runs as %q: the tokens belong to 65532 with mode 0600", s.Name, s.User)
+			continue
+		}
+		dropped := slices.ContainsFunc(s.CapDrop, func(c string) bool { return strings.EqualFold(c, "ALL") })
+		canRead := slices.ContainsFunc(s.CapAdd, func(c string) bool {
+			c = strings.TrimPrefix(strings.ToUpper(c), "CAP_")
+			return c == "DAC_READ_SEARCH" || c == "DAC_OVERRIDE"
+		})
+		if dropped && !canRead {
+			t.Errorf("%s runs as root with cap_drop ALL and no DAC_READ_SEARCH: it cannot read the 0600 token files of user 65532", s.Name)
+		}
+	}
 }
