@@ -54,6 +54,10 @@ ensure-chromium: ## install Debian's Chromium for the browser tests when missing
 		echo "(the browser tests in e2e/ fail without it, unless TUTURU_SKIP_BROWSER=1)"; \
 	fi
 
+.PHONY: bench-turn
+bench-turn: ## turnsvc vs coturn relay throughput and CPU per packet (installs coturn if missing), Allocate latency
+	turnsvc/bench/bench-turn.sh
+
 .PHONY: clean
 clean: ## remove build output and local data
 	rm -rf bin data artifacts

@@ -153,7 +153,7 @@ func (c *testCredsvc) watcherCount() int {
 }
 
 // startCredsvc serves c over real Connect on loopback and returns its base URL and a stop func.
-func startCredsvc(t *testing.T, c *testCredsvc, token string) (string, func()) {
+func startCredsvc(t testing.TB, c *testCredsvc, token string) (string, func()) {
 	t.Helper()
 	srv, err := platform.NewServer("testcredsvc", "127.0.0.1:0", nil, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -185,7 +185,7 @@ func startCredsvc(t *testing.T, c *testCredsvc, token string) (string, func()) {
 }
 
 // testConfig is turnsvc's default configuration adjusted for loopback tests.
-func testConfig(t *testing.T, credsvcURL string) Config {
+func testConfig(t testing.TB, credsvcURL string) Config {
 	t.Helper()
 	var cfg Config
 	v := platform.NewVars(flag.NewFlagSet("test", flag.ContinueOnError), func(string) string { return "" })
@@ -217,7 +217,7 @@ func testConfig(t *testing.T, credsvcURL string) Config {
 }
 
 // startTurn builds and runs turnsvc; the returned stop cancels Run and waits for it.
-func startTurn(t *testing.T, cfg Config) (*Service, func()) {
+func startTurn(t testing.TB, cfg Config) (*Service, func()) {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -245,7 +245,7 @@ func startTurn(t *testing.T, cfg Config) (*Service, func()) {
 }
 
 // turnClient is a real pion TURN client over UDP or TCP on loopback.
-func turnClient(t *testing.T, network string, s *Service, username, password string) *turn.Client {
+func turnClient(t testing.TB, network string, s *Service, username, password string) *turn.Client {
 	t.Helper()
 	var conn net.PacketConn
 	var addr string
@@ -302,7 +302,7 @@ func turnClient(t *testing.T, network string, s *Service, username, password str
 }
 
 // udpPeer is a UDP echo server on loopback, standing for the remote side of a relay.
-func udpPeer(t *testing.T) *net.UDPConn {
+func udpPeer(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -342,7 +342,7 @@ func roundTrip(relay net.PacketConn, peer net.Addr, msg string, wait time.Durati
 }
 
 // eventually polls cond every 20ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -353,7 +353,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
