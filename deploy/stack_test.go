@@ -244,6 +244,7 @@ func TestComposeStackWithoutDocker(t *testing.T) {
 	col := newCollector(t)
 	tokensDir, dbDir := t.TempDir(), t.TempDir()
 	turnPort := freePort(t)
+	proxyPort := freePort(t) // turnsvc's PROXY-protocol listener for the edge
 
 	procs := map[string]*proc{}
 	envFor := func(name string) map[string]string {
@@ -260,6 +261,7 @@ func TestComposeStackWithoutDocker(t *testing.T) {
 			"CREDSVC_DB":                  filepath.Join(dbDir, "credsvc.db"),
 			"TURN_PORT":                   turnPort,
 			"TURN_LISTEN_HOST":            "127.0.0.1",
+			"TURN_PROXY_PROTOCOL_ADDR":    "127.0.0.1:" + proxyPort,
 		}
 		if c := procs["credsvc"]; c != nil {
 			overrides["CREDSVC_URL"] = "http://" + c.addr
