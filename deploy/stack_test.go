@@ -245,6 +245,9 @@ func TestComposeStackWithoutDocker(t *testing.T) {
 	tokensDir, dbDir := t.TempDir(), t.TempDir()
 	turnPort := freePort(t)
 	proxyPort := freePort(t) // turnsvc's PROXY-protocol listener for the edge
+	for proxyPort == turnPort {
+		proxyPort = freePort(t)
+	}
 
 	procs := map[string]*proc{}
 	envFor := func(name string) map[string]string {
