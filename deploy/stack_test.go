@@ -245,7 +245,7 @@ func TestComposeStackWithoutDocker(t *testing.T) {
 	tokensDir, dbDir := t.TempDir(), t.TempDir()
 	turnPort := freePort(t)
 	proxyPort := freePort(t) // turnsvc's PROXY-protocol listener for the edge
-	for proxyPort == turnPort {
+	for i := 0; proxyPort == turnPort && i < 10; i++ {
 		proxyPort = freePort(t)
 	}
 
