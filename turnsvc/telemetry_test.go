@@ -1,0 +1,111 @@
+package turnsvc
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tuturu/tuturu/internal/platform"
+)
+
+// TestTelemetry: a credential check that asks credsvc is the span `turn auth` (cache hits are
+// not traced), and the metrics of docs/observability.md carry the counts, with no username or
+// address as a label.
+func TestTelemetry(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	reader := sdkmetric.NewManualReader()
+	cred := newTestCredsvc()
+	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
+	cfg := testConfig(t, url)
+	cfg.Telemetry = platform.Telemetry{
+		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+		Meter:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+	}
+	s, _ := startTurn(t, cfg)
+	u, p := cred.issue("traced", time.Hour)
+	relay, err := turnClient(t, "udp", s, u, p).Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	if err := roundTrip(relay, udpPeer(t).LocalAddr(), "metered", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := turnClient(t, "udp", s, u, p).Allocate(); err != nil { // cached
+		t.Fatalf("second Allocate: %v", err)
+	}
+	var auth []sdktrace.ReadOnlySpan
+	for _, sp := range spans.Ended() {
+		if sp.Name() == "turn auth" {
+			auth = append(auth, sp)
+		}
+	}
+	if len(auth) != 1 {
+		t.Fatalf("%d `turn auth` spans, want 1 (the cached check is not traced)", len(auth))
+	}
+	if !hasAttr(auth[0].Attributes(), "tuturu.outcome", "valid") || !hasAttr(auth[0].Attributes(), "tuturu.participant.id", "traced") {
+		t.Errorf("turn auth attributes = %v", auth[0].Attributes())
+	}
+	for _, a := range auth[0].Attributes() {
+		if a.Value.Emit() == u {
+			t.Errorf("the username is a span attribute: %v", a)
+		}
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]int64{} // metric → label set → value
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			got[m.Name] = map[string]int64{}
+			var points []metricdata.DataPoint[int64]
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				points = d.DataPoints
+			case metricdata.Gauge[int64]:
+				points = d.DataPoints
+			}
+			for _, dp := range points {
+				got[m.Name][dp.Attributes.Encoded(attribute.DefaultEncoder())] = dp.Value
+				for _, kv := range dp.Attributes.ToSlice() {
+					if k := string(kv.Key); k != "result" && k != "reason" && k != "direction" {
+						t.Errorf("%s has label %q", m.Name, k)
+					}
+				}
+			}
+		}
+	}
+	want := map[string]string{
+		"tuturu.turn.auth":                "result=valid",
+		"tuturu.turn.allocations":         "",
+		"tuturu.turn.allocations.created": "",
+		"tuturu.turn.relayed.bytes":       "direction=to_client",
+		"tuturu.turn.relayed.packets":     "direction=from_client",
+		"tuturu.turn.peers.denied":        "",
+		"tuturu.turn.credsvc.connected":   "",
+	}
+	for name, labels := range want {
+		if _, ok := got[name][labels]; !ok {
+			t.Errorf("metric %s{%s} missing; got %v", name, labels, got[name])
+		}
+	}
+	if got["tuturu.turn.auth"]["result=cached"] < 1 || got["tuturu.turn.allocations"][""] != 2 {
+		t.Errorf("auth = %v, allocations = %v", got["tuturu.turn.auth"], got["tuturu.turn.allocations"])
+	}
+}
+
+func hasAttr(attrs []attribute.KeyValue, key, value string) bool {
+	for _, a := range attrs {
+		if string(a.Key) == key && a.Value.Emit() == value {
+			return true
+		}
+	}
+	return false
+}
