@@ -197,7 +197,7 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 			// an attacker moves the expiry forward and keeps the password: the HMAC no longer matches
 			"forged expiry": {fmt.Sprintf("%d:%s", expiry+86400, rest), p},
 			// an expired username with a correct-looking structure
-			"expired": {fmt.Sprintf("%d:%s", time.Now().Add(-time.Hour).Unix(), rest), p},
+			"expired":   {fmt.Sprintf("%d:%s", time.Now().Add(-time.Hour).Unix(), rest), p},
 			"malformed": {"victim", p},
 		}
 		for name, c := range cases {
