@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/pion/logging"
 	"github.com/pion/turn/v4"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
@@ -204,6 +205,32 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 			if _, err := s.client(t, "udp", c[0], c[1]).Allocate(); err == nil {
 				t.Errorf("%s: Allocate succeeded", name)
 			}
+		}
+	})
+
+	t.Run("expired, and a live allocation outlives its credential", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := s.cred.Issue(ctx, connect.NewRequest(&credv1.IssueRequest{ParticipantId: "short", Ttl: durationpb.New(2 * time.Second)}))
+		if err != nil {
+			t.Fatalf("Issue: %v", err)
+		}
+		u, p := res.Msg.GetUsername(), res.Msg.GetPassword()
+		live := s.client(t, "udp", u, p)
+		relay, err := live.Allocate()
+		if err != nil {
+			t.Fatalf("Allocate: %v", err)
+		}
+		time.Sleep(time.Until(res.Msg.GetExpiresAt().AsTime()) + 200*time.Millisecond)
+		if _, err := s.client(t, "udp", u, p).Allocate(); err == nil {
+			t.Error("expired credential allocated")
+		}
+		// CreatePermission is authenticated with the expired credential, on the live allocation
+		if err := live.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 7), Port: 9}); err != nil {
+			t.Errorf("live allocation refused after its credential expired: %v", err)
+		}
+		if err := relayEcho(relay, peer, "after expiry", 3*time.Second); err != nil {
+			t.Errorf("relay after expiry: %v", err)
 		}
 	})
 
