@@ -496,6 +496,19 @@ func TestComposeTurnAddresses(t *testing.T) {
 			t.Errorf("env %v: TURN_PORT credsvc %q turnsvc %q, want both %s", tc.env, env(cred, "TURN_PORT"), env(turn, "TURN_PORT"), tc.port)
 		}
 	}
+	// The https profile's turns: URL follows DOMAIN, and is absent without it.
+	for _, tc := range []struct {
+		env        map[string]string
+		host, port string
+	}{
+		{nil, "", ""},
+		{map[string]string{"DOMAIN": "call.example.org"}, "t.call.example.org", "443"},
+	} {
+		cred := service(t, loadCompose(t, tc.env), "credsvc")
+		if env(cred, "TURNS_HOST") != tc.host || env(cred, "TURNS_PORT") != tc.port {
+			t.Errorf("env %v: TURNS_HOST=%q TURNS_PORT=%q, want %q %q", tc.env, env(cred, "TURNS_HOST"), env(cred, "TURNS_PORT"), tc.host, tc.port)
+		}
+	}
 	turn := service(t, loadCompose(t, nil), "turnsvc")
 	if !hostNetwork(turn) {
 		// Without host networking the relay range and 3478 must be published instead.
