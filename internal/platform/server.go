@@ -78,6 +78,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold connections
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// Go advertises 1 MiB frames by default, and its HTTP/2 client then keeps a 512 KiB
+		// write buffer per streaming call (profiled: most of the memory of an idle Join
+		// stream). 16 KiB is the protocol's default and ample for our messages.
+		HTTP2: &http.HTTP2Config{MaxReadFrameSize: 16 << 10},
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
