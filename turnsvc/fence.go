@@ -2,6 +2,7 @@ package turnsvc
 
 import (
 	"net"
+	"net/netip"
 	"sync/atomic"
 )
 
@@ -24,14 +25,53 @@ func (f *fence) mark(p []byte) {
 
 func (f *fence) sync() { f.seq.Load() }
 
-// fencedPacketConn is a TURN server socket that marks the fence on STUN writes.
+// fencedPacketConn is a TURN server socket that marks the fence on STUN writes. It also sends
+// through WriteToUDPAddrPort, which unlike WriteTo allocates nothing per datagram.
 type fencedPacketConn struct {
 	net.PacketConn
-	f *fence
+	udp *net.UDPConn // the same socket; nil if not UDP
+	f   *fence
+	// addrs hands out one *net.UDPAddr per client instead of one per datagram. Only pion's read
+	// loop of this socket calls ReadFrom, so it needs no lock; pion only reads the addresses.
+	addrs map[netip.AddrPort]*net.UDPAddr
+}
+
+// maxCachedAddrs bounds addrs; when full it starts over (a few allocations, then warm again).
+const maxCachedAddrs = 4096
+
+func (c *fencedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.udp == nil {
+		return c.PacketConn.ReadFrom(p)
+	}
+	n, ap, err := c.udp.ReadFromUDPAddrPort(p)
+	if err != nil {
+		return n, nil, err
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	addr, ok := c.addrs[ap]
+	if !ok {
+		if len(c.addrs) >= maxCachedAddrs {
+			clear(c.addrs)
+		}
+		addr = net.UDPAddrFromAddrPort(ap)
+		c.addrs[ap] = addr
+	}
+	return n, addr, nil
+}
+
+func newFencedPacketConn(pc net.PacketConn, f *fence) *fencedPacketConn {
+	udp, _ := pc.(*net.UDPConn)
+	return &fencedPacketConn{PacketConn: pc, udp: udp, f: f, addrs: map[netip.AddrPort]*net.UDPAddr{}}
 }
 
 func (c *fencedPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	n, err := c.PacketConn.WriteTo(p, addr)
+	var n int
+	var err error
+	if u, ok := addr.(*net.UDPAddr); ok && c.udp != nil {
+		n, err = c.udp.WriteToUDPAddrPort(p, u.AddrPort())
+	} else {
+		n, err = c.PacketConn.WriteTo(p, addr)
+	}
 	c.f.mark(p)
 	return n, err
 }

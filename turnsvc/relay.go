@@ -41,6 +41,7 @@ func (g *relayGenerator) AllocatePacketConn(network string, requestedPort int) (
 	}
 	a := &allocation{relay: udp, port: udp.Port}
 	rc := &relayConn{PacketConn: conn, a: a, reg: g.reg, guardOwn: g.guardOwn, ownIP: g.ownIP}
+	rc.udp, _ = conn.(*net.UDPConn)
 	if g.bitrate > 0 {
 		rc.limit = newLimiter(g.bitrate)
 	}
@@ -59,6 +60,8 @@ func (g *relayGenerator) AllocateConn(string, int) (net.Conn, net.Addr, error) {
 // relayConn is one allocation's relay socket. Reads are peer→client, writes client→peer.
 type relayConn struct {
 	net.PacketConn
+	udp      *net.UDPConn // the same socket, for the allocation-free calls; nil if not UDP
+	lastPeer *net.UDPAddr // the peer of the previous datagram, only touched by pion's relay goroutine
 	a        *allocation
 	reg      *registry
 	limit    *limiter
@@ -69,7 +72,7 @@ type relayConn struct {
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := c.readFrom(p)
 		if err != nil {
 			c.a.reason.Load() // see fence
 			return n, addr, err
@@ -81,6 +84,40 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.a.pktsTo.Add(1)
 		return n, addr, nil
 	}
+}
+
+// readFrom reads one datagram. A relay nearly always talks to one peer, so the peer's address
+// is kept and handed out again while it does not change, instead of allocating one per datagram
+// as net.UDPConn.ReadFrom does. pion only reads the address.
+func (c *relayConn) readFrom(p []byte) (int, net.Addr, error) {
+	if c.udp == nil {
+		return c.PacketConn.ReadFrom(p)
+	}
+	n, ap, err := c.udp.ReadFromUDPAddrPort(p)
+	if err != nil {
+		return n, nil, err
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if l := c.lastPeer; l == nil || l.Port != int(ap.Port()) || !ipEqual(l.IP, ap.Addr()) {
+		c.lastPeer = net.UDPAddrFromAddrPort(ap)
+	}
+	return n, c.lastPeer, nil
+}
+
+func ipEqual(ip net.IP, a netip.Addr) bool {
+	if a.Is4() {
+		v4 := ip.To4()
+		return v4 != nil && [4]byte(v4) == a.As4()
+	}
+	return len(ip) == net.IPv6len && [16]byte(ip) == a.As16()
+}
+
+// writeTo sends without the per-datagram allocation of net.UDPConn.WriteTo.
+func (c *relayConn) writeTo(p []byte, addr net.Addr) (int, error) {
+	if u, ok := addr.(*net.UDPAddr); ok && c.udp != nil {
+		return c.udp.WriteToUDPAddrPort(p, u.AddrPort())
+	}
+	return c.PacketConn.WriteTo(p, addr)
 }
 
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -100,7 +137,7 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	// Counted before the write, so that a reply relayed back is never seen before its request.
 	c.a.bytesFrom.Add(uint64(len(p)))
 	c.a.pktsFrom.Add(1)
-	n, err := c.PacketConn.WriteTo(p, addr)
+	n, err := c.writeTo(p, addr)
 	if err != nil {
 		c.a.bytesFrom.Add(^uint64(len(p) - 1))
 		c.a.pktsFrom.Add(^uint64(0))

@@ -221,7 +221,7 @@ func (s *Service) startTURN() (*turn.Server, error) {
 	}
 	for _, pc := range s.lns.udp {
 		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: &fencedPacketConn{PacketConn: pc, f: &s.reg.fence}, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: newFencedPacketConn(pc, &s.reg.fence), RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
 	cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
