@@ -39,21 +39,32 @@ const (
 	codeUnknownPeer = "UNKNOWN_PEER"
 )
 
-// session is one Join stream's attachment to a member. The hub pushes events into the
-// member's queue and pokes notify; the stream's writer takes them. When the hub ends a
-// session (room closed, resumed elsewhere, shutdown) it closes done after setting final/err.
+// session is one Join stream's attachment to a member. The hub queues events on the member
+// and wakes the session: its pump (a goroutine that exists only while there is something to
+// send) takes and sends them. When the hub ends a session (room closed, resumed elsewhere,
+// shutdown, slow reader) it sets final/err, closes done and interrupts the stream's read.
 type session struct {
-	notify chan struct{} // capacity 1: "there is something to take"
-	done   chan struct{}
+	done chan struct{}
+	// pump, when set, sends queued events; the hub starts it (go pump()) when events arrive
+	// and none is running. interrupt makes the stream's pending Receive return. Both are set
+	// before the session is handed to the hub; unit tests leave them nil and take events
+	// themselves.
+	pump      func()
+	interrupt func()
+	// pumps counts running pumps; the stream waits for it before it ends.
+	pumps sync.WaitGroup
+
+	// Guarded by the member's room lock:
+	m       *member // the member this session was attached to
+	pumping bool
+	ended   bool
 	// Set before done is closed, read after.
 	final []*roomv1.JoinResponse
 	err   *rejection
-	// ended is guarded by the member's room lock.
-	ended bool
 }
 
 func newSession() *session {
-	return &session{notify: make(chan struct{}, 1), done: make(chan struct{})}
+	return &session{done: make(chan struct{})}
 }
 
 // cause is the client message being handled: events it produces carry its trace context, and
@@ -229,6 +240,7 @@ func (h *hub) enter(e *roomv1.Enter, sess *session, c cause) (*member, *rejectio
 	defer r.mu.Unlock()
 
 	m := &member{room: r, id: newParticipantID(), joinedAt: now, sess: sess}
+	sess.m = m
 	switch kind {
 	case roomv1.RoomKind_ROOM_KIND_PIN:
 		// Held slots count: a member who may resume still owns the place.
@@ -332,11 +344,10 @@ func (h *hub) push(m *member, ev *roomv1.JoinResponse) {
 		return
 	}
 	m.queue = append(m.queue, ev)
-	if m.sess != nil {
-		select {
-		case m.sess.notify <- struct{}{}:
-		default:
-		}
+	if s := m.sess; s != nil && s.pump != nil && !s.pumping && !s.ended {
+		s.pumping = true
+		s.pumps.Add(1)
+		go s.pump()
 	}
 }
 
@@ -347,6 +358,9 @@ func (h *hub) endSession(s *session, final []*roomv1.JoinResponse, err *rejectio
 	}
 	s.ended, s.final, s.err = true, final, err
 	close(s.done)
+	if s.interrupt != nil {
+		s.interrupt()
+	}
 }
 
 // startHold (re)arms m's grace timer. Room lock held.
@@ -359,14 +373,16 @@ func (h *hub) startHold(m *member, d time.Duration) {
 	m.hold = time.AfterFunc(d, func() { h.expire(m, gen) })
 }
 
-// take hands the queued events to sess's writer, or nothing if sess no longer owns m. The
-// writer gives back its previous batch (emptied) as spare to avoid allocating.
+// take hands the queued events to sess's pump. When there are none (or sess no longer owns
+// m) it returns an empty batch and the pump must stop: the next event starts a new one. The
+// pump gives back its previous batch (emptied) as spare to avoid allocating.
 func (h *hub) take(m *member, sess *session, spare []*roomv1.JoinResponse) []*roomv1.JoinResponse {
 	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m.sess != sess || len(m.queue) == 0 {
-		return spare
+		sess.pumping = false
+		return spare[:0]
 	}
 	q := m.queue
 	m.queue = spare[:0]
@@ -562,6 +578,7 @@ func (h *hub) resume(token string, sess *session, c cause) (*member, *rejection)
 	}
 	m.holdGen++
 	m.sess = sess
+	sess.m = m
 	queued := m.queue
 	m.queue = make([]*roomv1.JoinResponse, 0, len(queued)+1)
 	h.push(m, h.joinedEvent(m, true, c))

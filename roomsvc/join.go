@@ -16,51 +16,127 @@ import (
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
 
-// A Join stream has two goroutines: the reader (this handler's helper) receives client
-// messages and applies them to the hub in order; the handler goroutine is the only writer, and
-// sends what the hub queued for the member. No goroutine per message.
+// A Join stream is handled by one goroutine, which receives the member's messages and applies
+// them to the hub in order. Events for the member are sent by a pump goroutine that the hub
+// starts when events are queued and that ends when the queue is empty: an idle member costs
+// one goroutine, and there is never a goroutine per message.
 
-type joinStart struct {
-	m   *member
-	err error
-}
+type joinStream = connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse]
 
 // Join implements tuturu.room.v1.RoomService.Join.
-func (s *Service) Join(ctx context.Context, stream *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse]) error {
+func (s *Service) Join(ctx context.Context, stream *joinStream) error {
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
+	sc := controlOf(ctx)
+	if sc == nil {
+		// Only withStreamControl mounts this handler; without it a stream could not be ended.
+		return connect.NewError(connect.CodeInternal, errors.New("join stream without stream control"))
+	}
 	sess := newSession()
-	started := make(chan joinStart, 1)
-	readerDone := make(chan error, 1)
-	readerExited := make(chan struct{})
-	go func() {
-		defer close(readerExited)
-		s.read(stream, sess, started, readerDone)
-	}()
-	// The reader must be out of Receive before this handler returns (the stream is not safe
-	// for use afterwards), so a server-side end interrupts its read first.
-	defer func() {
-		if stopReading(ctx) {
-			<-readerExited
-		}
-	}()
-
-	var m *member
-	select {
-	case st := <-started:
-		if st.err != nil {
-			return st.err
-		}
-		m = st.m
-	case <-s.stopping:
+	sess.interrupt = sc.interrupt
+	sess.pump = func() { s.pump(stream, sc.gate, sess) }
+	if !s.track(sess) {
 		return errShuttingDown.connectErr()
 	}
-	return s.write(ctx, stream, m, sess, readerDone)
+	defer s.untrack(sess)
+
+	req, err := stream.Receive()
+	if err != nil {
+		switch {
+		case s.isStopping():
+			return errShuttingDown.connectErr()
+		case errors.Is(err, io.EOF):
+			return errNotJoined.connectErr()
+		}
+		return err
+	}
+	m, rej := s.first(req, sess)
+	if rej != nil {
+		return rej.connectErr()
+	}
+	for {
+		req, err := stream.Receive()
+		if err != nil {
+			// Dropped without a leave (cancel, crash, half-close), or interrupted because the
+			// hub ended the session: detach holds the slot only in the first case.
+			s.hub.detach(m, sess)
+			return s.end(stream, sess, nil)
+		}
+		if end, err := s.handle(m, sess, req); end {
+			return s.end(stream, sess, err)
+		}
+	}
 }
 
-// streamControl is what Join needs below Connect: a way to interrupt its own pending Receive
-// (connect-go has none, the request's read deadline does) and a gate on flushes, so that a
-// batch of queued events goes out in one write instead of one per event.
+// end waits for the pump (no Send may follow the handler's return), then ends the stream as
+// the hub decided, or with err.
+func (s *Service) end(stream *joinStream, sess *session, err error) error {
+	sess.pumps.Wait()
+	select {
+	case <-sess.done:
+	default:
+		return err
+	}
+	for _, ev := range sess.final {
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+	}
+	if sess.err != nil {
+		return sess.err.connectErr()
+	}
+	return nil
+}
+
+// pump sends the member's queued events until the queue is empty. A batch is flushed once.
+func (s *Service) pump(stream *joinStream, gate *flushGate, sess *session) {
+	defer sess.pumps.Done()
+	m := sess.m
+	var batch []*roomv1.JoinResponse
+	for {
+		batch = s.hub.take(m, sess, batch)
+		if len(batch) == 0 {
+			return
+		}
+		for i, ev := range batch {
+			gate.held = i < len(batch)-1 // the last event of a batch flushes them all
+			if err := stream.Send(ev); err != nil {
+				gate.held = false
+				// The stream is broken: hold the slot and make the handler notice.
+				s.hub.detach(m, sess)
+				sess.interrupt()
+				s.hub.take(m, sess, nil) // clears pumping
+				return
+			}
+		}
+		clear(batch)
+	}
+}
+
+// track registers a stream that may wait for its first message, so that stop can interrupt
+// it; it reports false when the service is stopping.
+func (s *Service) track(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.waiting[sess] = struct{}{}
+	return true
+}
+
+func (s *Service) untrack(sess *session) {
+	s.mu.Lock()
+	delete(s.waiting, sess)
+	s.mu.Unlock()
+}
+
+func (s *Service) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
 type streamControl struct {
 	rc   *http.ResponseController
 	gate *flushGate
@@ -105,97 +181,10 @@ func controlOf(ctx context.Context) *streamControl {
 	return sc
 }
 
-// stopReading makes a pending Receive on ctx's stream return now. It reports false when it
-// cannot, in which case the caller must not wait for the reader.
-func stopReading(ctx context.Context) bool {
-	sc := controlOf(ctx)
-	return sc != nil && sc.rc.SetReadDeadline(time.Now()) == nil
-}
-
-// write sends the member's events until the stream ends, and says how it ends.
-func (s *Service) write(ctx context.Context, stream *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse],
-	m *member, sess *session, readerDone <-chan error) error {
-	var gate *flushGate
-	if sc := controlOf(ctx); sc != nil {
-		gate = sc.gate
-	}
-	var batch []*roomv1.JoinResponse
-	for {
-		batch = s.hub.take(m, sess, batch)
-		for i, ev := range batch {
-			if gate != nil {
-				gate.held = i < len(batch)-1 // the last event of a batch flushes them all
-			}
-			if err := stream.Send(ev); err != nil {
-				s.hub.detach(m, sess)
-				return err
-			}
-		}
-		clear(batch)
-		batch = batch[:0]
-
-		select {
-		case <-sess.notify:
-		case <-sess.done:
-			return s.finish(stream, sess)
-		case err := <-readerDone:
-			select {
-			case <-sess.done:
-				return s.finish(stream, sess)
-			default:
-			}
-			return err
-		case <-ctx.Done():
-			s.hub.detach(m, sess)
-			return ctx.Err()
-		}
-	}
-}
-
-// finish sends the hub's last events (room_closed) and ends the stream as the hub decided.
-func (s *Service) finish(stream *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse], sess *session) error {
-	for _, ev := range sess.final {
-		if err := stream.Send(ev); err != nil {
-			return err
-		}
-	}
-	if sess.err != nil {
-		return sess.err.connectErr()
-	}
-	return nil
-}
-
-// read receives the first message (enter or resume), reports it on started, then applies the
-// member's messages in order until a leave, a violation or the end of the stream.
-func (s *Service) read(stream *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse], sess *session,
-	started chan<- joinStart, done chan<- error) {
-	req, err := stream.Receive()
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errNotJoined.connectErr()
-		}
-		started <- joinStart{err: err}
-		return
-	}
-	m, rej := s.first(req, sess)
-	if rej != nil {
-		started <- joinStart{err: rej.connectErr()}
-		return
-	}
-	started <- joinStart{m: m}
-	for {
-		req, err := stream.Receive()
-		if err != nil {
-			// Dropped without a leave (cancel, crash, or a half-close): hold the slot.
-			s.hub.detach(m, sess)
-			done <- nil
-			return
-		}
-		if end, err := s.handle(m, sess, req); end {
-			done <- err
-			return
-		}
-	}
+// interrupt makes the stream's pending (or next) Receive return at once. A deadline in the
+// past closes the request body without blocking and leaves the response open.
+func (sc *streamControl) interrupt() {
+	_ = sc.rc.SetReadDeadline(time.Now().Add(-time.Second))
 }
 
 // first handles the message that must open a stream.

@@ -29,10 +29,43 @@ type meters struct {
 	mu         sync.Mutex
 	rejections map[string]uint64
 	departed   map[string]uint64
+
+	// Attribute sets are built once: building one per join costs more than the join's
+	// bookkeeping (a sort and allocations, even with a no-op meter).
+	outcomeAttrs map[string]metric.MeasurementOption
+	reasonAttrs  map[roomv1.LeaveReason]metric.MeasurementOption
+}
+
+func (m *meters) outcome(o string) metric.MeasurementOption {
+	if opt, ok := m.outcomeAttrs[o]; ok {
+		return opt
+	}
+	return metric.WithAttributes(attribute.String("outcome", o))
+}
+
+func (m *meters) reason(r roomv1.LeaveReason) metric.MeasurementOption {
+	if opt, ok := m.reasonAttrs[r]; ok {
+		return opt
+	}
+	return metric.WithAttributes(attribute.String("reason", r.String()))
 }
 
 func newMeters(tel platform.Telemetry) (*meters, error) {
-	m := &meters{rejections: map[string]uint64{}, departed: map[string]uint64{}}
+	m := &meters{
+		rejections:   map[string]uint64{},
+		departed:     map[string]uint64{},
+		outcomeAttrs: map[string]metric.MeasurementOption{},
+		reasonAttrs:  map[roomv1.LeaveReason]metric.MeasurementOption{},
+	}
+	// The outcomes of joins and resumes; others get a set built on demand.
+	for _, o := range []string{"ok", "bad_pin", "room_full", "bad_lobby", "bad_peer_id", "peer_id_taken",
+		"bad_token", "slot_gone", "not_joined", "bad_request", "unavailable"} {
+		m.outcomeAttrs[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+	}
+	for v := range roomv1.LeaveReason_name {
+		r := roomv1.LeaveReason(v)
+		m.reasonAttrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r.String())))
+	}
 	meter := tel.OrDefault().Meter.Meter("github.com/tuturu/tuturu/roomsvc")
 	var err error
 	if m.joins, err = meter.Int64Counter("tuturu.room.joins", metric.WithDescription("Join attempts by outcome.")); err != nil {
@@ -69,7 +102,7 @@ func newMeters(tel platform.Telemetry) (*meters, error) {
 }
 
 func (m *meters) join(outcome string) {
-	m.joins.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	m.joins.Add(context.Background(), 1, m.outcome(outcome))
 	if outcome == "ok" {
 		m.okJoins.Add(1)
 		return
@@ -78,7 +111,7 @@ func (m *meters) join(outcome string) {
 }
 
 func (m *meters) resume(outcome string) {
-	m.resumes.Add(context.Background(), 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	m.resumes.Add(context.Background(), 1, m.outcome(outcome))
 	if outcome == "ok" {
 		m.okResumes.Add(1)
 		return
@@ -94,7 +127,7 @@ func (m *meters) reject(outcome string) {
 
 func (m *meters) depart(reason roomv1.LeaveReason) {
 	name := reason.String()
-	m.departures.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", name)))
+	m.departures.Add(context.Background(), 1, m.reason(reason))
 	m.mu.Lock()
 	m.departed[name]++
 	m.mu.Unlock()

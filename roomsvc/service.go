@@ -23,17 +23,19 @@ const maxRequestBytes = maxSignalData + 16<<10
 
 // Service is the room service.
 type Service struct {
-	cfg     Config
-	srv     *platform.Server
-	hub     *hub
-	meters  *meters
-	revoker *revoker
-	tracer  trace.Tracer
-	prop    propagation.TextMapPropagator
-	// stopping is closed when Run's context ends, so streams still waiting for their first
-	// message end too.
-	stopping chan struct{}
+	cfg      Config
+	srv      *platform.Server
+	hub      *hub
+	meters   *meters
+	revoker  *revoker
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
 	stopOnce sync.Once
+	// mu guards stopped and waiting: the open streams, so that stop can interrupt those
+	// still waiting for their first message.
+	mu      sync.Mutex
+	stopped bool
+	waiting map[*session]struct{}
 	// streams counts open Join handlers (tests wait on it).
 	streams atomic.Int64
 	roomv1connect.UnimplementedRoomServiceHandler
@@ -55,12 +57,12 @@ func New(cfg Config) (*Service, error) {
 	clientOpts = append(clientOpts, connect.WithAcceptCompression("gzip", nil, nil))
 	rev := newRevoker(credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), cfg.CredsvcURL, clientOpts...), cfg.Logger())
 	s := &Service{
-		cfg:      cfg,
-		meters:   met,
-		revoker:  rev,
-		tracer:   tel.Tracer.Tracer("github.com/tuturu/tuturu/roomsvc"),
-		prop:     tel.Propagator,
-		stopping: make(chan struct{}),
+		cfg:     cfg,
+		meters:  met,
+		revoker: rev,
+		tracer:  tel.Tracer.Tracer("github.com/tuturu/tuturu/roomsvc"),
+		prop:    tel.Propagator,
+		waiting: map[*session]struct{}{},
 	}
 	s.hub = newHub(hubConfig{
 		grace:      cfg.ResumeGrace,
@@ -148,7 +150,15 @@ func (s *Service) Run(ctx context.Context) error {
 // stop ends every stream and refuses new ones.
 func (s *Service) stop() {
 	s.stopOnce.Do(func() {
-		close(s.stopping)
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		// Members first, so their streams end with Unavailable rather than as dropped.
 		s.hub.shutdown()
+		s.mu.Lock()
+		for sess := range s.waiting {
+			sess.interrupt()
+		}
+		s.mu.Unlock()
 	})
 }
