@@ -209,12 +209,13 @@ func TestBrowserNoGhosts(t *testing.T) {
 // the grace its peer is told.
 func TestBrowserDeadSocketDetected(t *testing.T) {
 	s := startStack(t, stackOptions{
-		Gateway: func(c *gateway.Config) { c.PingInterval, c.PingTimeout = 100*time.Millisecond, 200*time.Millisecond },
+		Gateway: func(c *gateway.Config) { c.PingInterval, c.PingTimeout = 200*time.Millisecond, time.Second },
 		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },
 	})
 	pin := nextPIN()
-	a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
+	a := dialWS(t, s, "a", nil)
 	a.join(pin)
+	b := dialWS(t, s, "b", nil)
 	b.join(pin)
 	a.expect("peer-joined")
 	// b stops reading, so it answers no pings; a keeps reading and answering.
@@ -306,5 +307,56 @@ func TestGatewayHTTP(t *testing.T) {
 		if code, _ := get("POST", p); code != 404 && code != 405 {
 			t.Fatalf("POST %s on the gateway = %d, want 404", p, code)
 		}
+	}
+}
+
+// TestBrowserStuckReaderDropped: a client that stops reading while relays pile up for it is
+// dropped (its pings go unanswered), so it cannot hold the gateway or the room.
+func TestBrowserStuckReaderDropped(t *testing.T) {
+	s := startStack(t, stackOptions{
+		Gateway: func(c *gateway.Config) {
+			c.PingInterval, c.PingTimeout = 200*time.Millisecond, time.Second
+			c.Limits.MessagesPerSecond, c.Limits.MessageBurst = 1000, 1000
+		},
+		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },
+	})
+	pin := nextPIN()
+	a := dialWS(t, s, "a", nil)
+	a.join(pin)
+	b := dialWS(t, s, "b", nil)
+	b.join(pin)
+	a.expect("peer-joined")
+	// b reads nothing from here on; 400 offers of 60 KB are far more than socket buffers hold.
+	// a keeps reading (and so answering pings) while it writes.
+	left := make(chan struct{})
+	go func() {
+		for {
+			m, err := a.tryRecv(15 * time.Second)
+			if err != nil {
+				return
+			}
+			if m.Type == "peer-left" {
+				close(left)
+				return
+			}
+		}
+	}()
+	big := []byte(`{"type":"offer","data":{"type":"offer","sdp":"` + strings.Repeat("x", 60<<10) + `"}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 400 {
+		if err := a.c.Write(ctx, websocket.MessageText, big); err != nil {
+			t.Fatalf("a: write: %v", err)
+		}
+		select {
+		case <-left:
+			return
+		default:
+		}
+	}
+	select {
+	case <-left:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a: no peer-left after b stopped reading")
 	}
 }

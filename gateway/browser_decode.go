@@ -40,15 +40,11 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errInvalidMessage, fmt.Sprintf(format, args...))
 }
 
-// wireMsg is the JSON shape of a client message; unknown fields are ignored, as old clients
-// may send more than we read.
+// wireMsg holds the raw bytes of the members a client message may carry; unknown members are
+// ignored, as old clients may send more than we read. As in JSON.parse, a repeated key's last
+// value wins, and keys are case-sensitive.
 type wireMsg struct {
-	Type        *string         `json:"type"`
-	PIN         json.RawMessage `json:"pin"`
-	Data        json.RawMessage `json:"data"`
-	Token       json.RawMessage `json:"token"`
-	Traceparent json.RawMessage `json:"traceparent"`
-	Tracestate  json.RawMessage `json:"tracestate"`
+	Type, PIN, Data, Token, Traceparent, Tracestate []byte
 }
 
 // decodeBrowser parses one text frame of the browser dialect. It never panics: every defect
@@ -63,13 +59,38 @@ func decodeBrowser(b []byte) (browserMsg, error) {
 		return m, invalid("expected a JSON object")
 	}
 	var w wireMsg
-	if err := json.Unmarshal(b, &w); err != nil {
-		return m, invalid("not valid JSON or wrong field types")
-	}
-	if w.Type == nil {
+	err := scanObject(b, func(key []byte, escaped bool, val []byte) {
+		if escaped {
+			key = []byte(jsonKey(key, escaped)) // rare: the common keys have no escapes
+		}
+		switch string(key) { // no allocation: the compiler compares the bytes in place
+		case "type":
+			w.Type = val
+		case "pin":
+			w.PIN = val
+		case "data":
+			w.Data = val
+		case "token":
+			w.Token = val
+		case "traceparent":
+			w.Traceparent = val
+		case "tracestate":
+			w.Tracestate = val
+		}
+	})
+	switch {
+	case errors.Is(err, errJSONDepth):
+		return m, invalid("JSON nested too deeply")
+	case err != nil:
+		return m, invalid("not valid JSON")
+	case w.Type == nil:
 		return m, invalid("missing type")
 	}
-	m.Type = *w.Type
+	typ, ok := jsonString(w.Type)
+	if !ok {
+		return m, invalid("type must be a string")
+	}
+	m.Type = typ
 	m.Traceparent = optionalString(w.Traceparent)
 	m.Tracestate = optionalString(w.Tracestate)
 	switch m.Type {
@@ -117,10 +138,13 @@ func validPIN(pin string) bool {
 	return true
 }
 
-// jsonString decodes raw as a JSON string.
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || raw[0] != '"' {
+// jsonString decodes raw, an already validated JSON value, as a string.
+func jsonString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -130,7 +154,7 @@ func jsonString(raw json.RawMessage) (string, bool) {
 }
 
 // optionalString is raw as a string, or "" when it is absent or not a string.
-func optionalString(raw json.RawMessage) string {
+func optionalString(raw []byte) string {
 	s, _ := jsonString(raw)
 	return s
 }

@@ -28,9 +28,14 @@ func TestDecodeBrowser(t *testing.T) {
 		{"unknown type", `{"type":"hello"}`, browserMsg{}, `unknown type "hello"`},
 		{"missing type", `{"pin":"123456"}`, browserMsg{}, "missing type"},
 		{"empty type", `{"type":""}`, browserMsg{}, "missing type"},
-		{"type not a string", `{"type":7}`, browserMsg{}, "not valid JSON or wrong field types"},
+		{"type not a string", `{"type":7}`, browserMsg{}, "type must be a string"},
+		{"keys are case-sensitive", `{"TYPE":"leave"}`, browserMsg{}, "missing type"},
+		{"escaped key", `{"\u0074ype":"leave"}`, browserMsg{Type: typeLeave}, ""},
+		{"last duplicate wins", `{"type":"hello","type":"ping"}`, browserMsg{Type: typePing}, ""},
+		{"trailing garbage", `{"type":"ping"} x`, browserMsg{}, "not valid JSON"},
+		{"too deep", `{"type":"offer","data":` + strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70) + `}`, browserMsg{}, "JSON nested too deeply"},
 		{"not an object", `"join-pin"`, browserMsg{}, "expected a JSON object"},
-		{"not JSON", `{type:join}`, browserMsg{}, "not valid JSON or wrong field types"},
+		{"not JSON", `{type:join}`, browserMsg{}, "not valid JSON"},
 		{"offer without data", `{"type":"offer"}`, browserMsg{}, "offer needs a data object"},
 		{"candidate null", `{"type":"ice-candidate","data":null}`, browserMsg{}, "ice-candidate needs a data object"},
 		{"resume without token", `{"type":"resume"}`, browserMsg{}, "resume needs a token string"},
@@ -88,6 +93,14 @@ func TestErrorTextsEchoLittle(t *testing.T) {
 func FuzzDecodeBrowser(f *testing.F) {
 	f.Add([]byte(`{"type":"join-pin","pin":"123456"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The scanner accepts exactly what encoding/json accepts (nesting limit aside).
+		if serr := scanObject(b, func([]byte, bool, []byte) {}); !errors.Is(serr, errJSONDepth) {
+			trimmed := bytes.TrimLeft(b, " \t\r\n")
+			object := len(trimmed) > 0 && trimmed[0] == '{'
+			if object && (serr == nil) != json.Valid(b) {
+				t.Fatalf("scanner says %v, encoding/json says valid=%v, for %q", serr, json.Valid(b), b)
+			}
+		}
 		m, err := decodeBrowser(b)
 		if err != nil {
 			if !errors.Is(err, errInvalidMessage) {

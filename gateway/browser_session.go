@@ -25,10 +25,6 @@ const (
 	stateLeft                // left (or was made to leave): no more relays either way
 )
 
-// writeTimeout bounds every write to a socket, so a client that stops reading cannot hold a
-// goroutine; the library closes the socket when it expires.
-const writeTimeout = 10 * time.Second
-
 // leaveDrainTimeout bounds the wait for roomsvc to end a stream after a leave.
 const leaveDrainTimeout = 5 * time.Second
 
@@ -274,11 +270,11 @@ func (s *session) ping() {
 	}
 }
 
-// write sends one text message; the library closes the socket if it cannot within writeTimeout.
+// write sends one text message. It sets no deadline of its own (a timer per message was a
+// measurable cost): a client that stops reading also stops answering pings, and the pinger
+// then closes the socket, which ends a blocked write within PingInterval + PingTimeout.
 func (s *session) write(b []byte) {
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	if err := s.conn.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := s.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
 		s.log.Debug("write to socket failed", "err", err)
 	}
 }
