@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ type Report struct {
 	Max           time.Duration
 	ServerCPU     time.Duration // over the measured calls
 	CPUPerSetup   time.Duration
+	// ClientCPUPerSetup is this tool's own CPU per set-up: on a shared machine it competes
+	// with the server.
+	ClientCPUPerSetup time.Duration
 	// Idle sessions.
 	IdleOpen                  int
 	RSSBefore, RSSIdle        int64
@@ -82,10 +86,14 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			mode = fmt.Sprintf("closed loop, %d in flight", cfg.Concurrency)
 		}
 		fmt.Fprintf(out, "calls: %d, %s\n", cfg.Calls, mode)
+		self0, _ := cpuTime(os.Getpid())
 		d.runCalls(ctx, cfg.Calls, r)
 		cpu1, err := sumCPU(cfg.ServerPIDs)
 		if err != nil {
 			return nil, err
+		}
+		if self1, err := cpuTime(os.Getpid()); err == nil && r.OK > 0 {
+			r.ClientCPUPerSetup = (self1 - self0) / time.Duration(r.OK)
 		}
 		if len(cfg.ServerPIDs) > 0 {
 			r.ServerCPU = cpu1 - cpu0
@@ -224,4 +232,5 @@ func writeCalls(out io.Writer, r *Report, cpu bool) {
 	if cpu {
 		fmt.Fprintf(out, "  server CPU %v: %d µs per set-up\n", r.ServerCPU, r.CPUPerSetup.Microseconds())
 	}
+	fmt.Fprintf(out, "  load tool CPU: %d µs per set-up\n", r.ClientCPUPerSetup.Microseconds())
 }
