@@ -75,6 +75,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	if cfg.Warmup > 0 {
 		fmt.Fprintf(out, "warm-up: %d calls\n", cfg.Warmup)
 		d.runCalls(ctx, cfg.Warmup, &Report{Failures: map[string]int{}})
+		settle(ctx, cfg.ServerPIDs, 60*time.Second)
 	}
 	if cfg.Calls > 0 {
 		cpu0, err := sumCPU(cfg.ServerPIDs)
@@ -88,6 +89,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		fmt.Fprintf(out, "calls: %d, %s\n", cfg.Calls, mode)
 		self0, _ := cpuTime(os.Getpid())
 		d.runCalls(ctx, cfg.Calls, r)
+		// Work the calls left behind (revocations, timers) belongs to them too.
+		settle(ctx, cfg.ServerPIDs, 60*time.Second)
 		cpu1, err := sumCPU(cfg.ServerPIDs)
 		if err != nil {
 			return nil, err

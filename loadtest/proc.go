@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -92,4 +93,27 @@ func sumRSS(pids []int) (int64, error) {
 		total += n
 	}
 	return total, nil
+}
+
+// settle waits, at most max, until the server processes are idle (under 2% of a core over
+// half a second), so that work a run left queued is counted with the run.
+func settle(ctx context.Context, pids []int, max time.Duration) {
+	if len(pids) == 0 {
+		return
+	}
+	const window = 500 * time.Millisecond
+	deadline := time.Now().Add(max)
+	last, err := sumCPU(pids)
+	for err == nil && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(window):
+		}
+		now, e := sumCPU(pids)
+		if e != nil || now-last <= window/50 {
+			return
+		}
+		last, err = now, e
+	}
 }
