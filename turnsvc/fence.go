@@ -31,6 +31,7 @@ type fencedPacketConn struct {
 	net.PacketConn
 	udp *net.UDPConn // the same socket; nil if not UDP
 	f   *fence
+	reg *registry // for the ChannelData fast path (fastpath.go)
 	// addrs hands out one *net.UDPAddr per client instead of one per datagram. Only pion's read
 	// loop of this socket calls ReadFrom, so it needs no lock; pion only reads the addresses.
 	addrs map[netip.AddrPort]*net.UDPAddr
@@ -43,11 +44,19 @@ func (c *fencedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if c.udp == nil {
 		return c.PacketConn.ReadFrom(p)
 	}
-	n, ap, err := c.udp.ReadFromUDPAddrPort(p)
-	if err != nil {
-		return n, nil, err
+	var n int
+	var ap netip.AddrPort
+	for {
+		var err error
+		n, ap, err = c.udp.ReadFromUDPAddrPort(p)
+		if err != nil {
+			return n, nil, err
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if !isChannelData(p[:n]) || !c.reg.relayFromClient(ap, p[:n]) {
+			break
+		}
 	}
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	addr, ok := c.addrs[ap]
 	if !ok {
 		if len(c.addrs) >= maxCachedAddrs {
@@ -59,9 +68,9 @@ func (c *fencedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	return n, addr, nil
 }
 
-func newFencedPacketConn(pc net.PacketConn, f *fence) *fencedPacketConn {
+func newFencedPacketConn(pc net.PacketConn, reg *registry) *fencedPacketConn {
 	udp, _ := pc.(*net.UDPConn)
-	return &fencedPacketConn{PacketConn: pc, udp: udp, f: f, addrs: map[netip.AddrPort]*net.UDPAddr{}}
+	return &fencedPacketConn{PacketConn: pc, udp: udp, f: &reg.fence, reg: reg, addrs: map[netip.AddrPort]*net.UDPAddr{}}
 }
 
 func (c *fencedPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {

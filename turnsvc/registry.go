@@ -36,6 +36,9 @@ type allocation struct {
 	key         []byte // long-term key, so refreshes keep working after the credential expires
 	created     time.Time
 
+	clientAP netip.AddrPort            // UDP clients only: the fast path's key and destination
+	chans    atomic.Pointer[[]channel] // channel bindings, for the fast path (fastpath.go)
+
 	reason atomic.Pointer[string]  // why turnsvc closed it; nil means the client or pion did
 	peers  map[netip.Addr]struct{} // peer IPs with a permission; under the registry lock
 
@@ -57,6 +60,8 @@ type registry struct {
 	maxAllocs  int
 	maxPeers   int
 	onReleased func(*allocation, string) // after an allocation is gone, outside the lock
+	udpOut     *net.UDPConn              // a TURN UDP socket, for ChannelData sent on the fast path
+	fast       sync.Map                  // netip.AddrPort of a UDP client → *allocation
 
 	mu       sync.RWMutex
 	byPort   map[int]*allocation // every open relay socket, attached or not
@@ -114,6 +119,11 @@ func (r *registry) attach(relayPort int, client net.Addr, protocol, username, pa
 	a.created = time.Now()
 	a.peers = map[netip.Addr]struct{}{}
 	r.byClient[a.clientKey] = a
+	if u, ok := client.(*net.UDPAddr); ok && protocol == "udp" {
+		ap := u.AddrPort()
+		a.clientAP = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		r.fast.Store(a.clientAP, a)
+	}
 	r.byUser[username]++
 	r.live++
 	r.st.created.Add(1)
@@ -135,6 +145,9 @@ func (r *registry) release(a *allocation) {
 	if a.attached {
 		if r.byClient[a.clientKey] == a {
 			delete(r.byClient, a.clientKey)
+		}
+		if a.clientAP.IsValid() {
+			r.fast.CompareAndDelete(a.clientAP, a)
 		}
 		if r.byUser[a.username]--; r.byUser[a.username] <= 0 {
 			delete(r.byUser, a.username)

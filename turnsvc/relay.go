@@ -42,6 +42,8 @@ func (g *relayGenerator) AllocatePacketConn(network string, requestedPort int) (
 	a := &allocation{relay: udp, port: udp.Port}
 	rc := &relayConn{PacketConn: conn, a: a, reg: g.reg, guardOwn: g.guardOwn, ownIP: g.ownIP}
 	rc.udp, _ = conn.(*net.UDPConn)
+	// pion's relay buffer is 1600 bytes too; longer datagrams are truncated either way.
+	rc.buf = make([]byte, 4+1600)
 	if g.bitrate > 0 {
 		rc.limit = newLimiter(g.bitrate)
 	}
@@ -61,7 +63,8 @@ func (g *relayGenerator) AllocateConn(string, int) (net.Conn, net.Addr, error) {
 type relayConn struct {
 	net.PacketConn
 	udp      *net.UDPConn // the same socket, for the allocation-free calls; nil if not UDP
-	lastPeer *net.UDPAddr // the peer of the previous datagram, only touched by pion's relay goroutine
+	lastPeer *net.UDPAddr // the peer of the previous datagram; only pion's relay goroutine reads
+	buf      []byte       // 4 bytes of ChannelData header, then a datagram; same goroutine
 	a        *allocation
 	reg      *registry
 	limit    *limiter
@@ -71,14 +74,38 @@ type relayConn struct {
 }
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.udp == nil {
+		return c.readOther(p)
+	}
 	for {
-		n, addr, err := c.readFrom(p)
+		n, ap, err := c.udp.ReadFromUDPAddrPort(c.buf[4:])
+		if err != nil {
+			c.a.reason.Load() // see fence
+			return 0, nil, err
+		}
+		if c.limit != nil && !c.limit.allow(n) {
+			continue // over the cap: drop, as a congested link would
+		}
+		c.a.bytesTo.Add(uint64(n))
+		c.a.pktsTo.Add(1)
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if c.a.relayToClient(c.reg.udpOut, c.buf, n, ap) {
+			continue
+		}
+		return copy(p, c.buf[4:4+n]), c.peerAddr(ap), nil
+	}
+}
+
+// readOther is ReadFrom for a relay socket that is not a *net.UDPConn (never in practice).
+func (c *relayConn) readOther(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
 			c.a.reason.Load() // see fence
 			return n, addr, err
 		}
 		if c.limit != nil && !c.limit.allow(n) {
-			continue // over the cap: drop, as a congested link would
+			continue
 		}
 		c.a.bytesTo.Add(uint64(n))
 		c.a.pktsTo.Add(1)
@@ -86,22 +113,14 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// readFrom reads one datagram. A relay nearly always talks to one peer, so the peer's address
-// is kept and handed out again while it does not change, instead of allocating one per datagram
-// as net.UDPConn.ReadFrom does. pion only reads the address.
-func (c *relayConn) readFrom(p []byte) (int, net.Addr, error) {
-	if c.udp == nil {
-		return c.PacketConn.ReadFrom(p)
-	}
-	n, ap, err := c.udp.ReadFromUDPAddrPort(p)
-	if err != nil {
-		return n, nil, err
-	}
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+// peerAddr returns ap as a *net.UDPAddr. A relay nearly always talks to one peer, so the
+// previous address is handed out again while it does not change, instead of allocating one per
+// datagram as net.UDPConn.ReadFrom does. pion only reads it.
+func (c *relayConn) peerAddr(ap netip.AddrPort) *net.UDPAddr {
 	if l := c.lastPeer; l == nil || l.Port != int(ap.Port()) || !ipEqual(l.IP, ap.Addr()) {
 		c.lastPeer = net.UDPAddrFromAddrPort(ap)
 	}
-	return n, c.lastPeer, nil
+	return c.lastPeer
 }
 
 func ipEqual(ip net.IP, a netip.Addr) bool {
@@ -112,24 +131,28 @@ func ipEqual(ip net.IP, a netip.Addr) bool {
 	return len(ip) == net.IPv6len && [16]byte(ip) == a.As16()
 }
 
-// writeTo sends without the per-datagram allocation of net.UDPConn.WriteTo.
-func (c *relayConn) writeTo(p []byte, addr net.Addr) (int, error) {
+// WriteTo relays a datagram from the client to a peer (pion's path).
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if u, ok := addr.(*net.UDPAddr); ok && c.udp != nil {
-		return c.udp.WriteToUDPAddrPort(p, u.AddrPort())
+		ap := u.AddrPort()
+		return c.send(p, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil)
 	}
-	return c.PacketConn.WriteTo(p, addr)
+	return c.send(p, netip.AddrPort{}, addr)
 }
 
-func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if c.guardOwn {
-		// The server's own relay IP is allowed as a peer only so that two relayed callers can
-		// reach each other: it must not open the server's other ports on that address.
+// send relays p to peer (or, for a socket that is not UDP, to addr) with the own-IP guard, the
+// bandwidth cap and the counters; pion's path and the fast path both use it.
+func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
+	if addr != nil {
 		if u, ok := addr.(*net.UDPAddr); ok {
-			ip, _ := netip.AddrFromSlice(u.IP)
-			if ip.Unmap() == c.ownIP && !c.reg.isRelayPort(u.Port) {
-				return len(p), nil
-			}
+			ap := u.AddrPort()
+			peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
+	}
+	// The server's own relay IP is allowed as a peer only so that two relayed callers can
+	// reach each other: it must not open the server's other ports on that address.
+	if c.guardOwn && peer.Addr() == c.ownIP && !c.reg.isRelayPort(int(peer.Port())) {
+		return len(p), nil
 	}
 	if c.limit != nil && !c.limit.allow(len(p)) {
 		return len(p), nil // dropped, as a congested link would
@@ -137,7 +160,13 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	// Counted before the write, so that a reply relayed back is never seen before its request.
 	c.a.bytesFrom.Add(uint64(len(p)))
 	c.a.pktsFrom.Add(1)
-	n, err := c.writeTo(p, addr)
+	var n int
+	var err error
+	if addr == nil {
+		n, err = c.udp.WriteToUDPAddrPort(p, peer)
+	} else {
+		n, err = c.PacketConn.WriteTo(p, addr)
+	}
 	if err != nil {
 		c.a.bytesFrom.Add(^uint64(len(p) - 1))
 		c.a.pktsFrom.Add(^uint64(0))

@@ -212,6 +212,12 @@ func (s *Service) startTURN() (*turn.Server, error) {
 		LoggerFactory: pionLogs{s.log},
 		EventHandler: turn.EventHandler{
 			OnAllocationCreated: s.allocationCreated,
+			OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.reg.channelCreated(relay, peer, number)
+			},
+			OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.reg.channelDeleted(relay, peer, number)
+			},
 			OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 				if ip, ok := netip.AddrFromSlice(peer); ok {
 					s.reg.removePeer(src, ip.Unmap())
@@ -219,9 +225,10 @@ func (s *Service) startTURN() (*turn.Server, error) {
 			},
 		},
 	}
+	s.reg.udpOut, _ = s.lns.udp[0].(*net.UDPConn)
 	for _, pc := range s.lns.udp {
 		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: newFencedPacketConn(pc, &s.reg.fence), RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: newFencedPacketConn(pc, s.reg), RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
 	cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
