@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/tuturu/tuturu/gateway"
 	"github.com/tuturu/tuturu/roomsvc"
 )
 
@@ -123,6 +124,30 @@ func exchange(t *testing.T, x, y *webrtc.DataChannel, tag string, n int) {
 			case <-time.After(connectTimeout):
 				t.Fatalf("%s: message %d from %s did not arrive", tag, i, c.from)
 			}
+		}
+	}
+}
+
+// TestCallForceRelay: with FORCE_RELAY the join answer says "relay", and two pion peers that
+// follow it connect through turnsvc with the credentials from the answer.
+func TestCallForceRelay(t *testing.T) {
+	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
+	pin := nextPIN()
+	a := newCallPeer(t, s, "a", pin)
+	b := newCallPeer(t, s, "b", pin)
+	if a.info.ICETransportPolicy != "relay" {
+		t.Fatalf("iceTransportPolicy %q", a.info.ICETransportPolicy)
+	}
+	a.waitConnected(connectTimeout)
+	b.waitConnected(connectTimeout)
+	exchange(t, a.waitChat(connectTimeout), b.remoteChannel("chat", connectTimeout), "relayed", 10)
+	for _, p := range []*callPeer{a, b} {
+		pair, err := selectedPair(p.pc)
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		if pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+			t.Fatalf("%s: local candidate %s, want relay", p.name, pair.Local.Typ)
 		}
 	}
 }
