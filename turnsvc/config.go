@@ -113,6 +113,9 @@ func (c *Config) validate() (settings, error) {
 	}
 	if s.listenIP = net.ParseIP(c.ListenHost); s.listenIP == nil {
 		bad("TURN_LISTEN_HOST", "%q is not an IP address", c.ListenHost)
+	} else if s.listenIP.To4() == nil {
+		// pion v4 opens IPv4 relays (udp4) on this address.
+		bad("TURN_LISTEN_HOST", "%q is not an IPv4 address (relays are IPv4; use 0.0.0.0 for every interface)", c.ListenHost)
 	}
 	if s.externalIP = net.ParseIP(c.ExternalIP); s.externalIP == nil {
 		bad("EXTERNAL_IP", "%q is not an IP address", c.ExternalIP)

@@ -19,6 +19,7 @@ func TestConfigValidation(t *testing.T) {
 		{"external ip unspecified", func(c *Config) { c.ExternalIP = "0.0.0.0" }, "EXTERNAL_IP"},
 		{"external ip v6", func(c *Config) { c.ExternalIP = "2001:db8::1" }, "EXTERNAL_IP"},
 		{"listen host", func(c *Config) { c.ListenHost = "localhost" }, "TURN_LISTEN_HOST"},
+		{"listen host v6", func(c *Config) { c.ListenHost = "::" }, "TURN_LISTEN_HOST"},
 		{"deny list", func(c *Config) { c.DenyPeers = "10.0.0.0/8,nonsense" }, "TURN_DENY_PEERS"},
 		{"allow list", func(c *Config) { c.AllowPeers = "127.0.0.0/33" }, "TURN_ALLOW_PEERS"},
 		{"user quota", func(c *Config) { c.UserQuota = 0 }, "TURN_USER_QUOTA"},
