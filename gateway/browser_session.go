@@ -74,17 +74,21 @@ func (s *session) run() {
 			return
 		}
 		// Read one byte past the limit to tell "too big" from "exactly the limit".
-		data, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+		buf := getBuffer()
+		_, err = buf.ReadFrom(io.LimitReader(r, int64(max)+1))
 		if err != nil {
+			putBuffer(buf)
 			s.socketEnded(err)
 			return
 		}
+		data := buf.Bytes()
 		if len(data) > max {
 			s.g.in.reject(ctx, rejectSize)
 			s.fail(ctx, websocket.StatusMessageTooBig, "message too big", encodeError("Message too big: the limit is "+itoa(max)+" bytes", codeMessageTooBig))
 			return
 		}
-		if ok, _ := s.msgs.take(time.Now(), s.g.cfg.Limits.MessagesPerSecond, float64(s.g.cfg.Limits.MessageBurst)); !ok {
+		ok, _ := s.msgs.take(time.Now(), s.g.cfg.Limits.MessagesPerSecond, float64(s.g.cfg.Limits.MessageBurst))
+		if !ok {
 			s.g.in.reject(ctx, rejectRate)
 			s.fail(ctx, websocket.StatusPolicyViolation, "rate limited", encodeError("Too many messages: slow down (at most "+itoa(int(s.g.cfg.Limits.MessagesPerSecond))+" per second)", codeRateLimited))
 			return
@@ -100,7 +104,9 @@ func (s *session) run() {
 			s.fail(ctx, websocket.StatusPolicyViolation, "invalid message", encodeError("Invalid message: "+detail(err), codeInvalidMessage))
 			return
 		}
-		if !s.handle(ctx, &m) {
+		ok = s.handle(ctx, &m)
+		putBuffer(buf) // handle has copied what it keeps (the stream marshals on Send)
+		if !ok {
 			return
 		}
 	}

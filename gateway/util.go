@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
+	"sync"
 )
 
 // Span names for the known types, built once so the hot path does not build a string per
@@ -33,4 +35,22 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// Message buffers are pooled rather than kept per socket: an idle socket then holds none.
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer keeps the rare large message's buffer out of the pool.
+const maxPooledBuffer = 16 << 10
+
+func getBuffer() *bytes.Buffer {
+	b := bufferPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		bufferPool.Put(b)
+	}
 }
