@@ -84,6 +84,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	log := platform.NewLogger(stderr, common.logLevel)
+	if common.pprofAddr != "" {
+		stopPprof, err := servePprof(ctx, common.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	adminToken, adminPath, err := platform.LoadOrCreateToken(common.dataDir, "admin", common.adminToken)
 	if err != nil {
 		return fmt.Errorf("ADMIN_TOKEN: %w", err)
@@ -225,6 +232,7 @@ type commonConfig struct {
 	adminToken    string
 	internalToken string
 	logLevel      slog.Level
+	pprofAddr     string
 }
 
 func (c *commonConfig) bind(v *platform.Vars) {
@@ -236,4 +244,5 @@ func (c *commonConfig) bind(v *platform.Vars) {
 		c.logLevel = l
 		return err
 	})
+	v.String(&c.pprofAddr, "pprof-addr", "PPROF_ADDR", "", "loopback address for net/http/pprof (debugging; off when empty)")
 }
