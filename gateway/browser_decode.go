@@ -125,19 +125,6 @@ func decodeBrowser(b []byte) (browserMsg, error) {
 	return m, nil
 }
 
-// validPIN reports whether pin is exactly 6 ASCII digits.
-func validPIN(pin string) bool {
-	if len(pin) != 6 {
-		return false
-	}
-	for i := 0; i < len(pin); i++ {
-		if pin[i] < '0' || pin[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // jsonString decodes raw, an already validated JSON value, as a string.
 func jsonString(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {

@@ -61,14 +61,6 @@ func TestDecodeBrowser(t *testing.T) {
 	}
 }
 
-func TestValidPIN(t *testing.T) {
-	for pin, want := range map[string]bool{"123456": true, "000000": true, "12345": false, "1234567": false, "12345a": false, "١٢٣٤٥٦": false, "": false, " 12345": false} {
-		if got := validPIN(pin); got != want {
-			t.Errorf("validPIN(%q) = %v, want %v", pin, got, want)
-		}
-	}
-}
-
 func TestEncodeRelayKeepsBytes(t *testing.T) {
 	data := []byte(`{"sdp" : "v=0\r\n",  "type":"answer"}`)
 	got := encodeRelay(typeAnswer, data)

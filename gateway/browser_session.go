@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/tuturu/tuturu/internal/roompin"
 	"io"
 	"log/slog"
 	"sync"
@@ -141,7 +142,7 @@ func (s *session) dispatch(ctx context.Context, m *browserMsg) (bool, string) {
 			s.write(encodeError("Already joined a room on this connection: open a new connection to join another", codeAlreadyJoined))
 			return true, "already_joined"
 		}
-		if !validPIN(m.PIN) {
+		if !roompin.Valid(m.PIN) {
 			s.fail(ctx, websocket.StatusPolicyViolation, "invalid PIN", encodeError(invalidPINText(m.PINText), codeInvalidPIN))
 			return false, "bad_pin"
 		}

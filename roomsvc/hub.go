@@ -2,6 +2,7 @@ package roomsvc
 
 import (
 	"context"
+	"github.com/tuturu/tuturu/internal/roompin"
 	"log/slog"
 	"slices"
 	"sync"
@@ -161,19 +162,6 @@ func (m *member) proto() *roomv1.Member {
 	}
 }
 
-// validPIN is exactly 6 ASCII digits.
-func validPIN(pin string) bool {
-	if len(pin) != 6 {
-		return false
-	}
-	for i := 0; i < len(pin); i++ {
-		if pin[i] < '0' || pin[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // printable is valid UTF-8 without control characters.
 func printable(s string) bool {
 	if !utf8.ValidString(s) {
@@ -191,7 +179,7 @@ func printable(s string) bool {
 func (h *hub) target(e *roomv1.Enter) (kind roomv1.RoomKind, id, hint string, err *rejection) {
 	switch r := e.GetRoom().(type) {
 	case *roomv1.Enter_Pin:
-		if !validPIN(r.Pin) {
+		if !roompin.Valid(r.Pin) {
 			return 0, "", "", errBadPIN
 		}
 		return roomv1.RoomKind_ROOM_KIND_PIN, h.keys.roomID(roomv1.RoomKind_ROOM_KIND_PIN, r.Pin), "****" + r.Pin[4:], nil
@@ -638,7 +626,7 @@ func (h *hub) shutdown() {
 
 // roomByPIN is the id of the PIN room for pin.
 func (h *hub) roomByPIN(pin string) (string, *rejection) {
-	if !validPIN(pin) {
+	if !roompin.Valid(pin) {
 		return "", errBadPIN
 	}
 	return h.keys.roomID(roomv1.RoomKind_ROOM_KIND_PIN, pin), nil
