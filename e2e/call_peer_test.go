@@ -251,6 +251,13 @@ func (p *callPeer) dropSocket() {
 	<-p.loopDone
 }
 
+// hangUp leaves the room for good, as the Hang up button does.
+func (p *callPeer) hangUp() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sendLocked(`{"type":"leave"}`)
+}
+
 // resume opens a new socket and takes the slot back with the resume token.
 func (p *callPeer) resume() joinInfo {
 	p.t.Helper()

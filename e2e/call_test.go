@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/tuturu/tuturu/gateway"
+	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
+	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
+	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
+	"github.com/tuturu/tuturu/internal/platform"
 	"github.com/tuturu/tuturu/roomsvc"
 )
 
@@ -148,6 +155,48 @@ func TestCallForceRelay(t *testing.T) {
 		}
 		if pair.Local.Typ != webrtc.ICECandidateTypeRelay {
 			t.Fatalf("%s: local candidate %s, want relay", p.name, pair.Local.Typ)
+		}
+	}
+
+	// After both hang up, their relays are torn down and their credentials refused.
+	a.hangUp()
+	b.hangUp()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	admin := turnv1connect.NewTurnAdminServiceClient(platform.NewH2CClient(), s.TurnsvcURL,
+		connect.WithInterceptors(platform.NewSendToken(s.AdminToken)))
+	for {
+		res, err := admin.ListAllocations(ctx, connect.NewRequest(&turnv1.ListAllocationsRequest{}))
+		if err != nil {
+			t.Fatalf("ListAllocations: %v", err)
+		}
+		if len(res.Msg.GetAllocations()) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("allocations still live after both left: %v", res.Msg.GetAllocations())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	creds := credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), s.CredsvcURL,
+		connect.WithInterceptors(platform.NewSendToken(s.InternalToken)))
+	for _, p := range []*callPeer{a, b} {
+		var username string
+		for _, srv := range p.info.ICEServers {
+			if srv.Username != "" {
+				username = srv.Username
+			}
+		}
+		if username == "" {
+			t.Fatalf("%s: the join answer carried no TURN credential", p.name)
+		}
+		res, err := creds.Validate(ctx, connect.NewRequest(&credv1.ValidateRequest{Username: username, Realm: "tuturu"}))
+		if err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		if v := res.Msg.GetVerdict(); v != credv1.Verdict_VERDICT_REVOKED {
+			t.Errorf("%s: credential verdict after leaving = %v, want REVOKED", p.name, v)
 		}
 	}
 }
