@@ -2,35 +2,19 @@ package e2e
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
-	"github.com/tuturu/tuturu/internal/platform"
 )
 
 // TestBrowserMessageTraced: an offer that carries the browser's traceparent is one trace from
 // the sender's gateway span (`signal offer`) through roomsvc to the delivery at the receiver
 // (`deliver offer`), and no span carries the PIN.
 func TestBrowserMessageTraced(t *testing.T) {
-	var (
-		mu        sync.Mutex
-		recorders = map[string]*tracetest.SpanRecorder{}
-	)
-	s := startStack(t, stackOptions{Telemetry: func(service string) platform.Telemetry {
-		rec := tracetest.NewSpanRecorder()
-		mu.Lock()
-		recorders[service] = rec
-		mu.Unlock()
-		return platform.Telemetry{
-			Tracer:     sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)),
-			Propagator: propagation.TraceContext{},
-		}
-	}})
+	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
+	s := startStack(t, stackOptions{Telemetry: spans.telemetry})
 	pin := nextPIN()
 	a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
 	a.join(pin)
@@ -43,10 +27,7 @@ func TestBrowserMessageTraced(t *testing.T) {
 	find := func(service, name string) sdktrace.ReadOnlySpan {
 		deadline := time.Now().Add(wsTimeout)
 		for time.Now().Before(deadline) {
-			mu.Lock()
-			rec := recorders[service]
-			mu.Unlock()
-			for _, sp := range rec.Ended() {
+			for _, sp := range spans.ended(service) {
 				if sp.Name() == name && sp.SpanContext().TraceID().String() == traceID {
 					return sp
 				}
@@ -64,11 +45,8 @@ func TestBrowserMessageTraced(t *testing.T) {
 	if deliver.SpanContext().SpanID() == signal.SpanContext().SpanID() {
 		t.Fatal("deliver and signal are one span")
 	}
-	mu.Lock()
-	room := recorders["roomsvc"].Ended()
-	mu.Unlock()
 	var inTrace int
-	for _, sp := range room {
+	for _, sp := range spans.ended("roomsvc") {
 		if sp.SpanContext().TraceID().String() == traceID {
 			inTrace++
 		}
@@ -84,10 +62,7 @@ func TestBrowserMessageTraced(t *testing.T) {
 		t.Fatalf("signal offer attributes: %v", attrs)
 	}
 	for _, service := range []string{"gateway", "roomsvc", "credsvc"} {
-		mu.Lock()
-		spans := recorders[service].Ended()
-		mu.Unlock()
-		for _, sp := range spans {
+		for _, sp := range spans.ended(service) {
 			for _, kv := range sp.Attributes() {
 				if strings.Contains(kv.Value.Emit(), pin) {
 					t.Fatalf("%s span %q attribute %s carries the PIN", service, sp.Name(), kv.Key)
