@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -34,6 +35,11 @@ type revocations struct {
 	store *store
 	// wmu serialises writers, so that a slow disk write never holds mu (which Validate reads).
 	wmu sync.Mutex
+	// qmu guards the revocations waiting to be written and whether a writer is writing them.
+	qmu     sync.Mutex
+	queue   []*revocationPut
+	leading bool
+	commits atomic.Int64 // transactions written by add, for tests
 
 	mu       sync.RWMutex
 	m        map[string]revocationRecord
@@ -72,32 +78,89 @@ func (r *revocations) inForce(key string, now time.Time) bool {
 	return ok && now.Before(rec.ExpiresAt)
 }
 
+// revocationPut is one revocation waiting for the next group commit.
+type revocationPut struct {
+	key  string
+	rec  revocationRecord
+	done chan struct{} // closed once stored (or failed): pb or err is set
+	pb   *credv1.Revocation
+	err  error
+}
+
 // add stores a revocation (extending one already in force to the later expiry), then tells
-// every watcher. It returns what is now in force.
+// every watcher. It returns what is now in force, once it is on disk.
+//
+// Writers group-commit: the first writer to find no commit running becomes the leader and
+// writes everything queued in one transaction (one fsync), again and again until the queue is
+// empty; the others wait for their entry. With one writer at a time that is one transaction
+// each, as before; under load (roomsvc revokes every departing member) one fsync covers every
+// revocation that arrived during the previous one, with no timer adding latency.
 func (r *revocations) add(key string, rec revocationRecord) (*credv1.Revocation, error) {
+	p := &revocationPut{key: key, rec: rec, done: make(chan struct{})}
+	r.qmu.Lock()
+	r.queue = append(r.queue, p)
+	if r.leading {
+		r.qmu.Unlock()
+		<-p.done
+		return p.pb, p.err
+	}
+	r.leading = true
+	for len(r.queue) > 0 {
+		batch := r.queue
+		r.queue = nil
+		r.qmu.Unlock()
+		r.commit(batch)
+		r.qmu.Lock()
+	}
+	r.leading = false
+	r.qmu.Unlock()
+	return p.pb, p.err
+}
+
+// commit writes one group of revocations in one transaction, then publishes them.
+func (r *revocations) commit(batch []*revocationPut) {
+	defer func() {
+		for _, p := range batch {
+			close(p.done)
+		}
+	}()
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	// Extend to the later expiry, against memory and against earlier entries of this batch
+	// (only writers change r.m, and they hold wmu).
+	latest := make(map[string]int, len(batch))
 	r.mu.RLock()
-	old, ok := r.m[key]
+	for i, p := range batch {
+		old, ok := r.m[p.key]
+		if j, dup := latest[p.key]; dup {
+			old, ok = batch[j].rec, true
+		}
+		if ok && old.ExpiresAt.After(p.rec.ExpiresAt) {
+			p.rec.ExpiresAt = old.ExpiresAt
+		}
+		latest[p.key] = i
+	}
 	r.mu.RUnlock()
-	if ok && old.ExpiresAt.After(rec.ExpiresAt) {
-		rec.ExpiresAt = old.ExpiresAt
+	r.commits.Add(1)
+	if err := r.store.putRevocations(batch); err != nil {
+		for _, p := range batch {
+			p.err = err
+		}
+		return
 	}
-	if err := r.store.putRevocation(key, rec); err != nil {
-		return nil, err
-	}
-	pb := revocationProto(key, rec)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[key] = rec
-	for w := range r.watchers {
-		select {
-		case w.ch <- pb:
-		default:
-			r.drop(w, errBehind)
+	for _, p := range batch {
+		p.pb = revocationProto(p.key, p.rec)
+		r.m[p.key] = p.rec
+		for w := range r.watchers {
+			select {
+			case w.ch <- p.pb:
+			default:
+				r.drop(w, errBehind)
+			}
 		}
 	}
-	return pb, nil
 }
 
 // sweep forgets revocations whose credentials have all expired. It returns how many.

@@ -3,6 +3,7 @@ package credsvc
 import (
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,4 +72,112 @@ func BenchmarkValidateLogic(b *testing.B) {
 			b.Fatal("not valid")
 		}
 	}
+}
+
+// Revocations that arrive while one is being written share the next transaction (one fsync),
+// each caller returns only once its own is on disk, and a later expiry always wins.
+func TestRevocationsGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credsvc.db")
+	st, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	r := newRevocations(st, map[string]revocationRecord{})
+	w, _, err := r.watch(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	// Hold the writers' lock so the first add (the leader) waits inside its commit while the
+	// other n-1 queue up behind it.
+	r.wmu.Lock()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			// Two participants get two revocations each; the later expiry must win whatever
+			// the order.
+			key := fmt.Sprintf("%sp%d", prefixParticipant, i%(n-2))
+			exp := now.Add(time.Duration(1+i) * time.Minute)
+			pb, err := r.add(key, revocationRecord{RevokedAt: now, ExpiresAt: exp, Reason: "left"})
+			if err == nil && pb.GetExpiresAt().AsTime().Before(exp) {
+				err = fmt.Errorf("%s: returned expiry %s before the requested %s", key, pb.GetExpiresAt().AsTime(), exp)
+			}
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.qmu.Lock()
+		queued := len(r.queue)
+		r.qmu.Unlock()
+		if queued == n-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.wmu.Unlock()
+			t.Fatalf("%d of %d revocations queued", queued, n-1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.wmu.Unlock()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := r.commits.Load(); got != 2 {
+		t.Errorf("%d revocations took %d transactions, want 2 (the leader's, then everything queued behind it)", n, got)
+	}
+	for range n {
+		select {
+		case <-w.ch:
+		default:
+			t.Fatal("a watcher missed a revocation")
+		}
+	}
+	if err := st.close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	stored, err := st.loadRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != n-2 {
+		t.Errorf("%d revocations on disk, want %d", len(stored), n-2)
+	}
+	for i := range 2 {
+		key := fmt.Sprintf("%sp%d", prefixParticipant, i)
+		if want := now.Add(time.Duration(n-1+i) * time.Minute); !stored[key].ExpiresAt.Equal(want) {
+			t.Errorf("%s expires %s on disk, want the later %s", key, stored[key].ExpiresAt, want)
+		}
+	}
+}
+
+// Revocations from many concurrent callers, as roomsvc's revokers send them.
+func BenchmarkRevokeParallel(b *testing.B) {
+	st, err := openStore(filepath.Join(b.TempDir(), "credsvc.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.close()
+	now := time.Unix(1_800_000_000, 0)
+	r := newRevocations(st, map[string]revocationRecord{})
+	var seq atomic.Int64
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Sprintf("%sp%d", prefixParticipant, seq.Add(1))
+			if _, err := r.add(key, revocationRecord{RevokedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(r.commits.Load())/float64(b.N), "tx/op")
 }

@@ -15,7 +15,7 @@ import (
 // logic never waits for credsvc. Values keep a credsvc outage from piling up work.
 const (
 	revokeQueue    = 4096 // departures waiting for a worker; beyond that we warn and skip
-	revokeWorkers  = 4
+	revokeWorkers  = 16   // credsvc group-commits concurrent revocations: more in flight, fewer fsyncs
 	revokeAttempts = 3
 	revokeTimeout  = 2 * time.Second
 	revokeBackoff  = 200 * time.Millisecond
