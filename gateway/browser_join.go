@@ -18,28 +18,11 @@ import (
 // It runs on the reader goroutine, so the browser's next messages wait until the join is done.
 func (s *session) join(ctx context.Context, first *roomv1.JoinRequest, pin string) (bool, string) {
 	resume := first.GetResume() != nil
-	// The stream lives as long as the membership, not as long as this message's span.
-	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	timer := time.AfterFunc(s.g.cfg.RPCTimeout, cancel)
-	stream := s.g.rooms.Join(streamCtx)
-	first.TraceContext = s.g.in.inject(ctx)
-	_ = stream.Send(first) // a failed send shows up in Receive with the server's reason
-	ev, err := stream.Receive()
-	timer.Stop()
-	if err == nil && ev.GetJoined() == nil {
-		err = errNoJoined
-	}
+	joined, err := s.openStream(ctx, first)
 	if err != nil {
-		cancel()
-		_ = stream.CloseRequest() // see drop: a cancel alone may not end the HTTP/2 stream
 		s.refuseJoin(ctx, err, pin, resume)
 		return false, outcomeOf(err)
 	}
-	joined := ev.GetJoined()
-	s.stream, s.cancelStream = stream, cancel
-	s.role, s.participant, s.roomID = joined.GetSelf().GetRole(), joined.GetSelf().GetParticipantId(), joined.GetRoomId()
-	s.pumpDone = make(chan struct{})
-	trace.SpanFromContext(ctx).SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID), attrRole.String(roleName(s.role)))
 
 	// Credentials only for a socket that has joined: a PIN guesser gets no TURN access.
 	ictx, icancel := context.WithTimeout(ctx, s.g.cfg.RPCTimeout)
@@ -63,6 +46,34 @@ func (s *session) join(ctx context.Context, first *roomv1.JoinRequest, pin strin
 	s.state.Store(stateJoined)
 	go s.pump()
 	return true, "ok"
+}
+
+// openStream opens the member's Join stream with first (an enter or a resume) and waits, at
+// most RPCTimeout, for Joined. On success the session holds the stream (the caller starts the
+// pump); on failure the stream is ended and the error has roomsvc's code.
+func (s *session) openStream(ctx context.Context, first *roomv1.JoinRequest) (*roomv1.Joined, error) {
+	// The stream lives as long as the membership, not as long as this message's span.
+	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	timer := time.AfterFunc(s.g.cfg.RPCTimeout, cancel)
+	stream := s.g.rooms.Join(streamCtx)
+	first.TraceContext = s.g.in.inject(ctx)
+	_ = stream.Send(first) // a failed send shows up in Receive with the server's reason
+	ev, err := stream.Receive()
+	timer.Stop()
+	if err == nil && ev.GetJoined() == nil {
+		err = errNoJoined
+	}
+	if err != nil {
+		cancel()
+		_ = stream.CloseRequest() // see drop: a cancel alone may not end the HTTP/2 stream
+		return nil, err
+	}
+	joined := ev.GetJoined()
+	s.stream, s.cancelStream = stream, cancel
+	s.role, s.participant, s.roomID = joined.GetSelf().GetRole(), joined.GetSelf().GetParticipantId(), joined.GetRoomId()
+	s.pumpDone = make(chan struct{})
+	trace.SpanFromContext(ctx).SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID), attrRole.String(roleName(s.role)))
+	return joined, nil
 }
 
 // refuseJoin tells the browser why roomsvc refused the join and closes the socket.
@@ -110,7 +121,7 @@ func (s *session) pump() {
 		if err != nil {
 			if s.state.Load() == stateJoined && !s.stopping.Load() {
 				s.log.Warn("room service ended the stream", "code", connect.CodeOf(err).String(), "err", err)
-				s.write(encodeError("Lost the connection to the room service: reconnect and resume", codeServiceUnavailable))
+				s.write(s.d.errorFrame(wireError{Text: "Lost the connection to the room service: reconnect and resume", Code: codeServiceUnavailable}))
 				s.closeSocket(websocket.StatusServiceRestart, "room service unavailable")
 			}
 			return
@@ -118,7 +129,7 @@ func (s *session) pump() {
 		if s.state.Load() != stateJoined {
 			continue // left: nothing more reaches this browser; drain until roomsvc ends the stream
 		}
-		s.deliver(ev)
+		s.d.deliver(ev)
 	}
 }
 
@@ -161,6 +172,12 @@ func (s *session) deliver(ev *roomv1.JoinResponse) {
 	default:
 		return // joined again, lobby member lists: not part of this dialect
 	}
+	s.deliverTraced(ev, typ, out)
+}
+
+// deliverTraced writes out, the client's form of ev, under a `deliver <typ>` span whose
+// parent is the event's trace context (the sender's message), so a relay is one trace.
+func (s *session) deliverTraced(ev *roomv1.JoinResponse, typ string, out []byte) {
 	ctx := context.Background()
 	if len(ev.GetTraceContext()) > 0 {
 		ctx = s.g.in.propagator.Extract(ctx, mapCarrier(ev.GetTraceContext()))

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
@@ -50,19 +51,26 @@ type session struct {
 	participant  string
 	roomID       string
 
+	// d is the socket's dialect: browser until a first frame of type "new" makes it Flutter.
+	// Set by the reader before the pump starts; read-only afterwards.
+	d      dialect
+	frames int // text frames read, touched only by the reader
+
 	closeOnce sync.Once
 }
 
 func newSession(g *Gateway, conn *websocket.Conn, addr string) *session {
-	return &session{g: g, conn: conn, addr: addr, log: g.cfg.Logger()}
+	s := &session{g: g, conn: conn, addr: addr, log: g.cfg.Logger()}
+	s.d = browserDialect{s}
+	return s
 }
 
 // run reads browser messages until the socket ends, then ends the membership as the way the
 // socket ended demands.
 func (s *session) run() {
 	ctx := context.Background()
-	s.g.in.connections.Add(ctx, 1, s.g.in.browserDialect)
-	defer s.g.in.connections.Add(ctx, -1, s.g.in.browserDialect)
+	s.g.in.connections.Add(ctx, 1, s.d.metricAttr())
+	defer func() { s.g.in.connections.Add(ctx, -1, s.d.metricAttr()) }()
 	max := s.g.cfg.Limits.MaxMessageBytes
 	s.conn.SetReadLimit(int64(max))
 	s.pinger.Store(time.AfterFunc(s.g.cfg.PingInterval, s.ping))
@@ -85,33 +93,55 @@ func (s *session) run() {
 		data := buf.Bytes()
 		if len(data) > max {
 			s.g.in.reject(ctx, rejectSize)
-			s.fail(ctx, websocket.StatusMessageTooBig, "message too big", encodeError("Message too big: the limit is "+itoa(max)+" bytes", codeMessageTooBig))
+			s.fail(ctx, websocket.StatusMessageTooBig, "message too big", s.d.errorFrame(wireError{Text: "Message too big: the limit is " + itoa(max) + " bytes", Code: codeMessageTooBig}))
 			return
 		}
 		ok, _ := s.msgs.take(time.Now(), s.g.cfg.Limits.MessagesPerSecond, float64(s.g.cfg.Limits.MessageBurst))
 		if !ok {
 			s.g.in.reject(ctx, rejectRate)
-			s.fail(ctx, websocket.StatusPolicyViolation, "rate limited", encodeError("Too many messages: slow down (at most "+itoa(int(s.g.cfg.Limits.MessagesPerSecond))+" per second)", codeRateLimited))
+			s.fail(ctx, websocket.StatusPolicyViolation, "rate limited", s.d.errorFrame(wireError{Text: "Too many messages: slow down (at most " + itoa(int(s.g.cfg.Limits.MessagesPerSecond)) + " per second)", Code: codeRateLimited}))
 			return
 		}
 		if typ != websocket.MessageText {
 			s.g.in.reject(ctx, rejectInvalid)
-			s.fail(ctx, websocket.StatusPolicyViolation, "invalid message", encodeError("Invalid message: binary frames are not part of the protocol", codeInvalidMessage))
+			s.fail(ctx, websocket.StatusPolicyViolation, "invalid message", s.d.errorFrame(wireError{Text: "Invalid message: binary frames are not part of the protocol", Code: codeInvalidMessage}))
 			return
 		}
-		m, err := decodeBrowser(data)
-		if err != nil {
-			s.g.in.reject(ctx, rejectInvalid)
-			s.fail(ctx, websocket.StatusPolicyViolation, "invalid message", encodeError("Invalid message: "+detail(err), codeInvalidMessage))
-			return
+		s.frames++
+		if s.frames == 1 && isFlutterFirstFrame(data) {
+			s.becomeFlutter(ctx)
 		}
-		ok = s.handle(ctx, &m)
+		ok = s.d.handle(ctx, data)
 		putBuffer(buf) // handle has copied what it keeps (the stream marshals on Send)
 		if !ok {
 			return
 		}
 	}
 }
+
+// browserDialect is the original tuturu 1:1 protocol (DESIGN.md §3).
+type browserDialect struct{ s *session }
+
+func (b browserDialect) handle(ctx context.Context, data []byte) bool {
+	s := b.s
+	m, err := decodeBrowser(data)
+	if err != nil {
+		s.g.in.reject(ctx, rejectInvalid)
+		s.fail(ctx, websocket.StatusPolicyViolation, "invalid message", encodeError("Invalid message: "+detail(err), codeInvalidMessage))
+		return false
+	}
+	return s.handle(ctx, &m)
+}
+
+func (b browserDialect) errorFrame(e wireError) []byte {
+	return mustJSON(errorMsg{Type: "error", Error: e.Text, Code: e.Code, RetryAfterMs: e.RetryAfterMs})
+}
+
+func (b browserDialect) deliver(ev *roomv1.JoinResponse) { b.s.deliver(ev) }
+
+func (browserDialect) resumable() bool { return true }
+
+func (b browserDialect) metricAttr() metric.MeasurementOption { return b.s.g.in.browserDialect }
 
 // handle runs one valid message under its `signal <type>` span; false ends the session.
 func (s *session) handle(ctx context.Context, m *browserMsg) bool {
@@ -146,7 +176,7 @@ func (s *session) dispatch(ctx context.Context, m *browserMsg) (bool, string) {
 			s.fail(ctx, websocket.StatusPolicyViolation, "invalid PIN", encodeError(invalidPINText(m.PINText), codeInvalidPIN))
 			return false, "bad_pin"
 		}
-		if !s.allowJoin(ctx) {
+		if !s.allowJoin(ctx, m.Type) {
 			return false, "join_rate"
 		}
 		return s.join(ctx, &roomv1.JoinRequest{Msg: &roomv1.JoinRequest_Enter{Enter: &roomv1.Enter{Room: &roomv1.Enter_Pin{Pin: m.PIN}}}}, m.PIN)
@@ -155,7 +185,7 @@ func (s *session) dispatch(ctx context.Context, m *browserMsg) (bool, string) {
 			s.write(encodeError("Already joined a room on this connection: resume on a new connection", codeAlreadyJoined))
 			return true, "already_joined"
 		}
-		if !s.allowJoin(ctx) {
+		if !s.allowJoin(ctx, m.Type) {
 			return false, "join_rate"
 		}
 		return s.join(ctx, &roomv1.JoinRequest{Msg: &roomv1.JoinRequest_Resume{Resume: &roomv1.Resume{ResumeToken: m.Token}}}, "")
@@ -182,18 +212,17 @@ func (s *session) dispatch(ctx context.Context, m *browserMsg) (bool, string) {
 }
 
 // allowJoin applies the per-address join limit; a refusal closes the socket with 1013.
-func (s *session) allowJoin(ctx context.Context) bool {
+func (s *session) allowJoin(ctx context.Context, request string) bool {
 	ok, wait := s.g.joins.allow(s.addr, time.Now())
 	if ok {
 		return true
 	}
 	s.g.in.reject(ctx, rejectJoinRate)
-	ms := wait.Milliseconds()
-	b := mustJSON(errorMsg{
-		Type:         "error",
-		Error:        "Too many joins from your address: try again in " + itoa(int((wait+time.Second-1)/time.Second)) + " s",
+	b := s.d.errorFrame(wireError{
+		Request:      request,
+		Text:         "Too many joins from your address: try again in " + itoa(int((wait+time.Second-1)/time.Second)) + " s",
 		Code:         codeJoinRateLimited,
-		RetryAfterMs: ms,
+		RetryAfterMs: wait.Milliseconds(),
 	})
 	s.fail(ctx, websocket.StatusTryAgainLater, "too many joins", b)
 	return false
@@ -236,17 +265,25 @@ func (s *session) drop() {
 // dropped connection or dead keepalive keeps the slot for a resume, as does a gateway stop.
 func (s *session) socketEnded(err error) {
 	s.log.Debug("socket ended", "participant", s.participant, "close_status", int(websocket.CloseStatus(err)), "err", err)
-	if s.stopping.Load() {
-		s.drop()
-		return
-	}
-	if websocket.CloseStatus(err) != -1 {
+	if websocket.CloseStatus(err) != -1 && !s.stopping.Load() {
 		s.leave(context.Background(), roomv1.LeaveReason_LEAVE_REASON_CLOSED)
 		s.closeSocket(websocket.StatusNormalClosure, "")
 		return
 	}
-	s.drop()
-	s.closeNow()
+	switch {
+	case !s.d.resumable():
+		// A client that cannot resume would only leave a ghost for the grace period.
+		reason := roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST
+		if s.stopping.Load() {
+			reason = roomv1.LeaveReason_LEAVE_REASON_SHUTDOWN
+		}
+		s.leave(context.Background(), reason)
+	default:
+		s.drop()
+	}
+	if !s.stopping.Load() {
+		s.closeNow()
+	}
 }
 
 // fail sends an error, ends the membership (a violation is a leave) and closes the socket.

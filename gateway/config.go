@@ -32,6 +32,8 @@ type Config struct {
 	PingInterval, PingTimeout time.Duration
 	// RPCTimeout bounds a join or resume, credentials included.
 	RPCTimeout time.Duration
+	// Flutter configures the Flutter dialect's lobby and /api/turn (flutter_config.go).
+	Flutter FlutterConfig
 	// Edge serves HTTPS on 443 (SNI-routed: app, TURN over TLS, cover page) when its DOMAIN
 	// is set; its Base and App are filled by New.
 	Edge edge.Config
@@ -90,6 +92,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
 	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")
 	v.Duration(&c.RPCTimeout, "gateway-rpc-timeout", "GATEWAY_RPC_TIMEOUT", 10*time.Second, "bound on a join or resume, TURN credentials included")
+	c.Flutter.Bind(v)
 	c.Edge.Bind(v)
 }
 
@@ -146,5 +149,6 @@ func (c Config) withDefaults() Config {
 	if c.RPCTimeout <= 0 {
 		c.RPCTimeout = 10 * time.Second
 	}
+	c.Flutter = c.Flutter.withDefaults()
 	return c
 }

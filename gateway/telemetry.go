@@ -39,6 +39,7 @@ type instruments struct {
 	rejections  metric.Int64Counter
 	// Attribute sets built once: the hot path adds to counters without allocating.
 	browserDialect metric.MeasurementOption
+	flutterDialect metric.MeasurementOption
 	typeAttrs      map[string]metric.MeasurementOption
 	rejectAttrs    map[string]metric.MeasurementOption
 }
@@ -50,6 +51,7 @@ func newInstruments(tel platform.Telemetry) (*instruments, error) {
 		tracer:         tel.Tracer.Tracer("github.com/tuturu/tuturu/gateway"),
 		propagator:     tel.Propagator,
 		browserDialect: metric.WithAttributeSet(attribute.NewSet(attribute.String("dialect", "browser"))),
+		flutterDialect: metric.WithAttributeSet(attribute.NewSet(attribute.String("dialect", "flutter"))),
 		typeAttrs:      map[string]metric.MeasurementOption{},
 		rejectAttrs:    map[string]metric.MeasurementOption{},
 	}
@@ -63,7 +65,7 @@ func newInstruments(tel platform.Telemetry) (*instruments, error) {
 	if in.rejections, err = m.Int64Counter("tuturu.gateway.rejections", metric.WithDescription("Clients refused or disconnected for breaking a limit or the protocol.")); err != nil {
 		return nil, fmt.Errorf("metric tuturu.gateway.rejections: %w", err)
 	}
-	for _, t := range []string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume} {
+	for _, t := range append([]string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume}, flutterClientTypes...) {
 		in.typeAttrs[t] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t)))
 	}
 	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid} {
@@ -87,12 +89,17 @@ type mapCarrier = propagation.MapCarrier
 
 // browserParent returns ctx continued from the browser's traceparent, when it sent one.
 func (in *instruments) browserParent(ctx context.Context, m *browserMsg) context.Context {
-	if m.Traceparent == "" {
+	return in.clientParent(ctx, m.Traceparent, m.Tracestate)
+}
+
+// clientParent returns ctx continued from a client's W3C trace context, when it sent one.
+func (in *instruments) clientParent(ctx context.Context, traceparent, tracestate string) context.Context {
+	if traceparent == "" {
 		return ctx
 	}
-	c := mapCarrier{"traceparent": m.Traceparent}
-	if m.Tracestate != "" {
-		c["tracestate"] = m.Tracestate
+	c := mapCarrier{"traceparent": traceparent}
+	if tracestate != "" {
+		c["tracestate"] = tracestate
 	}
 	return in.propagator.Extract(ctx, c)
 }

@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
+)
+
+// flutterLobby is the lobby every Flutter client enters: the original server had one.
+const flutterLobby = "default"
+
+// flutterDialect speaks flutter-webrtc-server's protocol on a session: `new` enters the lobby
+// (one Join stream per socket), signals are addressed to peer ids, and the lobby's member list
+// comes back as `peers`.
+type flutterDialect struct {
+	s  *session
+	id string // the registered peer id; set by the reader at join, read-only afterwards
+}
+
+func (f *flutterDialect) errorFrame(e wireError) []byte { return encodeFlutterError(e) }
+
+// A Flutter app cannot resume, so a dropped socket leaves at once and the others are told.
+func (f *flutterDialect) resumable() bool { return false }
+
+func (f *flutterDialect) metricAttr() metric.MeasurementOption { return f.s.g.in.flutterDialect }
+
+// handle decodes one frame and runs it under its `signal <type>` span.
+func (f *flutterDialect) handle(ctx context.Context, data []byte) bool {
+	s := f.s
+	m, err := decodeFlutter(data)
+	if err != nil {
+		s.g.in.reject(ctx, rejectInvalid)
+		s.fail(ctx, websocket.StatusPolicyViolation, "invalid message",
+			f.errorFrame(wireError{Request: truncate(m.Type, 32), Text: "Invalid message: " + detail(err), Code: codeInvalidMessage}))
+		return false
+	}
+	s.g.in.countMessage(ctx, m.Type)
+	if m.Type == flutterKeepalive {
+		// Answered without a span, like the browser's ping: they would be most of the traces.
+		s.write(msgKeepalive)
+		return true
+	}
+	ctx, span := s.g.in.tracer.Start(s.g.in.clientParent(ctx, m.Traceparent, m.Tracestate), spanName(signalSpanNames, "signal ", m.Type),
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
+	defer span.End()
+	if s.participant != "" {
+		span.SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID))
+	}
+	ok, outcome := f.dispatch(ctx, &m)
+	span.SetAttributes(attrOutcome.String(outcome))
+	if outcome != "ok" {
+		span.SetStatus(codes.Error, outcome)
+	}
+	return ok
+}
+
+// refuse answers an error that leaves the socket open.
+func (f *flutterDialect) refuse(m *flutterMsg, text, code string) {
+	f.s.write(f.errorFrame(wireError{Request: m.Type, Text: text, Code: code}))
+}
+
+func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, string) {
+	s := f.s
+	switch m.Type {
+	case flutterNew:
+		if s.state.Load() != stateIdle {
+			f.refuse(m, "Already registered on this connection: open a new connection to register again", codeAlreadyJoined)
+			return true, "already_joined"
+		}
+		if s.g.cfg.Flutter.LobbyOff {
+			s.fail(ctx, websocket.StatusPolicyViolation, "lobby disabled",
+				f.errorFrame(wireError{Request: m.Type, Text: "The Flutter lobby is turned off on this server", Code: codeLobbyDisabled}))
+			return false, "lobby_disabled"
+		}
+		if !s.allowJoin(ctx, m.Type) {
+			return false, "join_rate"
+		}
+		return f.register(ctx, m)
+	case flutterOffer, flutterAnswer, flutterCandidate, flutterBye:
+		if s.state.Load() != stateJoined {
+			f.refuse(m, "Not registered: send new before "+m.Type, codeNotInRoom)
+			return true, "not_in_room"
+		}
+		if m.From != f.id {
+			// The original trusted "from", so anyone could speak for anyone.
+			f.refuse(m, "data.from must be your own id ("+f.id+")", codeForgedFrom)
+			return true, "forged_from"
+		}
+		if m.Type == flutterBye {
+			return f.bye(ctx, m)
+		}
+		// A failed send means the stream is gone; the pump reports why.
+		_ = s.stream.Send(&roomv1.JoinRequest{
+			TraceContext: s.g.in.inject(ctx),
+			Msg:          &roomv1.JoinRequest_Signal{Signal: &roomv1.Signal{Type: m.Type, Data: m.Data, To: m.To}},
+		})
+		return true, "ok"
+	case flutterLeave:
+		// Not sent by the demo apps (they close the socket), but the original accepted it.
+		if s.state.Load() != stateJoined {
+			f.refuse(m, "Not registered: there is nothing to leave", codeNotInRoom)
+			return true, "not_in_room"
+		}
+		s.leave(ctx, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP)
+		return true, "ok"
+	}
+	return true, "ok" // decodeFlutter admits no other type
+}
+
+// register enters the lobby under the client's id. A taken id is refused: the original let a
+// newcomer take over another client's id.
+func (f *flutterDialect) register(ctx context.Context, m *flutterMsg) (bool, string) {
+	s := f.s
+	_, err := s.openStream(ctx, &roomv1.JoinRequest{Msg: &roomv1.JoinRequest_Enter{Enter: &roomv1.Enter{
+		Room:   &roomv1.Enter_Lobby{Lobby: flutterLobby},
+		PeerId: m.ID, Name: m.Name, UserAgent: m.UserAgent,
+	}}})
+	if err != nil {
+		var (
+			e       = wireError{Request: m.Type}
+			status  = websocket.StatusPolicyViolation
+			outcome string
+		)
+		switch code := connect.CodeOf(err); code {
+		case connect.CodeAlreadyExists:
+			e.Text, e.Code, outcome = "Peer id "+truncate(m.ID, 64)+" is already in use: choose another id", codeIDTaken, "id_taken"
+		case connect.CodeInvalidArgument:
+			e.Text, e.Code, outcome = "Invalid peer: "+connectMessage(err), codeBadPeerInfo, "bad_peer"
+		default:
+			s.log.WarnContext(ctx, "room service refused or failed a lobby join", "code", code.String(), "err", err)
+			e.Text, e.Code, outcome = "The room service is unavailable: please try again shortly", codeServiceUnavailable, "unavailable"
+			status = websocket.StatusInternalError
+		}
+		s.write(f.errorFrame(e))
+		s.closeSocket(status, outcome)
+		return false, outcome
+	}
+	f.id = m.ID
+	s.state.Store(stateJoined)
+	go s.pump()
+	return true, "ok"
+}
+
+// bye ends a session between two peers: session_id is "<a>-<b>" and the sender is one of the
+// legs. The other leg is told through roomsvc and the sender gets its bye back, as the
+// original sent it to both legs. Ids may contain '-', so the other leg is what is left of
+// session_id once the sender's own id is taken off either end.
+func (f *flutterDialect) bye(ctx context.Context, m *flutterMsg) (bool, string) {
+	s := f.s
+	other, ok := otherLeg(m.SessionID, f.id)
+	if !ok {
+		f.refuse(m, "Invalid session ["+truncate(m.SessionID, 64)+"]: expected <your id>-<peer id> or <peer id>-<your id>", codeInvalidSession)
+		return true, "invalid_session"
+	}
+	if other != f.id {
+		_ = s.stream.Send(&roomv1.JoinRequest{
+			TraceContext: s.g.in.inject(ctx),
+			Msg: &roomv1.JoinRequest_Signal{Signal: &roomv1.Signal{
+				Type: flutterBye, Data: encodeByeData(other, m.SessionID, f.id), To: other,
+			}},
+		})
+	}
+	s.write(encodeRelay(flutterBye, encodeByeData(f.id, m.SessionID, f.id)))
+	return true, "ok"
+}
+
+// otherLeg returns the leg of sessionID that is not self.
+func otherLeg(sessionID, self string) (string, bool) {
+	if rest, ok := strings.CutPrefix(sessionID, self+"-"); ok && rest != "" {
+		return rest, true
+	}
+	if rest, ok := strings.CutSuffix(sessionID, "-"+self); ok && rest != "" {
+		return rest, true
+	}
+	return "", false
+}
+
+// deliver turns a roomsvc event into the Flutter frame for it.
+func (f *flutterDialect) deliver(ev *roomv1.JoinResponse) {
+	s := f.s
+	var (
+		typ string
+		out []byte
+	)
+	switch e := ev.GetEvent().(type) {
+	case *roomv1.JoinResponse_Signal:
+		typ = e.Signal.GetType()
+		switch typ {
+		case flutterOffer, flutterAnswer, flutterCandidate, flutterBye:
+			out = encodeRelay(typ, e.Signal.GetData())
+		default:
+			s.log.Warn("dropping a signal type the Flutter dialect does not know", "type", truncate(typ, 32))
+			return
+		}
+	case *roomv1.JoinResponse_MembersChanged:
+		typ, out = flutterPeers, encodePeers(e.MembersChanged.GetMembers())
+	case *roomv1.JoinResponse_PeerLeft:
+		typ, out = flutterLeave, encodeLeave(e.PeerLeft.GetMember().GetPeerId())
+	case *roomv1.JoinResponse_Error:
+		typ, out = "error", f.errorFrame(wireError{Request: e.Error.GetRequest(), Text: e.Error.GetReason(), Code: e.Error.GetCode()})
+	case *roomv1.JoinResponse_RoomClosed:
+		s.state.Store(stateLeft)
+		text := "The lobby was closed by an operator"
+		if r := e.RoomClosed.GetReason(); r != "" {
+			text += ": " + r
+		}
+		s.write(f.errorFrame(wireError{Text: text, Code: codeRoomClosed}))
+		s.closeSocket(websocket.StatusNormalClosure, "room closed")
+		return
+	default:
+		return // joined, peer_joined: the lobby list says it all
+	}
+	s.deliverTraced(ev, typ, out)
+}
+
+// connectMessage is the human part of a Connect error (roomsvc's are safe to show).
+func connectMessage(err error) string {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return "refused"
+	}
+	return truncate(ce.Message(), 200)
+}
