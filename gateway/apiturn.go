@@ -68,6 +68,13 @@ func (a *apiTurn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o := r.Header.Get("Origin"); o != "" {
 		h.Set("Access-Control-Allow-Origin", o)
 	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{"use GET /api/turn?service=turn&username=<name>", "METHOD_NOT_ALLOWED"})
+		return
+	}
 	if r.Method == http.MethodOptions { // CORS preflight
 		h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
 		h.Set("Access-Control-Max-Age", "600")

@@ -66,9 +66,7 @@ func New(cfg Config) (*Gateway, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	}))
 	app.Handle("GET /ws", http.HandlerFunc(g.serveWS))
-	turn := newAPITurn(g)
-	app.Handle("GET /api/turn", turn)
-	app.Handle("OPTIONS /api/turn", turn)
+	app.Handle("/api/turn", newAPITurn(g)) // every method: it answers 405 itself, in JSON
 	app.Handle("/", http.FileServerFS(web.Files()))
 	srv.Handle("/", app)
 	g.srv = srv
