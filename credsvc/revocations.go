@@ -40,6 +40,9 @@ type revocations struct {
 	queue   []*revocationPut
 	leading bool
 	commits atomic.Int64 // transactions written by add, for tests
+	// lastCommit is when the last group was written, lastGroup how many it held (guarded by qmu).
+	lastCommit time.Time
+	lastGroup  int
 
 	mu       sync.RWMutex
 	m        map[string]revocationRecord
@@ -78,6 +81,15 @@ func (r *revocations) inForce(key string, now time.Time) bool {
 	return ok && now.Before(rec.ExpiresAt)
 }
 
+// Group commit under concurrent load: a writer that finds the previous group was shared and
+// written less than busyWithin ago waits groupWindow for more revocations to share its fsync
+// (roomsvc revokes departing members in the background, so no user waits on this). Lone or
+// one-at-a-time revocations are written at once.
+const (
+	groupWindow = 10 * time.Millisecond
+	busyWithin  = 100 * time.Millisecond
+)
+
 // revocationPut is one revocation waiting for the next group commit.
 type revocationPut struct {
 	key  string
@@ -92,9 +104,9 @@ type revocationPut struct {
 //
 // Writers group-commit: the first writer to find no commit running becomes the leader and
 // writes everything queued in one transaction (one fsync), again and again until the queue is
-// empty; the others wait for their entry. With one writer at a time that is one transaction
-// each, as before; under load (roomsvc revokes every departing member) one fsync covers every
-// revocation that arrived during the previous one, with no timer adding latency.
+// empty; the others wait for their entry. A lone revocation is one transaction, at once; under
+// steady load (roomsvc revokes every departing member) one fsync covers every revocation that
+// arrived during the previous one and the group window.
 func (r *revocations) add(key string, rec revocationRecord) (*credv1.Revocation, error) {
 	p := &revocationPut{key: key, rec: rec, done: make(chan struct{})}
 	r.qmu.Lock()
@@ -105,12 +117,19 @@ func (r *revocations) add(key string, rec revocationRecord) (*credv1.Revocation,
 		return p.pb, p.err
 	}
 	r.leading = true
+	if r.lastGroup > 1 && time.Since(r.lastCommit) < busyWithin {
+		// Revocations are arriving steadily: let more join this transaction.
+		r.qmu.Unlock()
+		time.Sleep(groupWindow)
+		r.qmu.Lock()
+	}
 	for len(r.queue) > 0 {
 		batch := r.queue
 		r.queue = nil
 		r.qmu.Unlock()
 		r.commit(batch)
 		r.qmu.Lock()
+		r.lastCommit, r.lastGroup = time.Now(), len(batch)
 	}
 	r.leading = false
 	r.qmu.Unlock()
