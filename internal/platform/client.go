@@ -27,6 +27,14 @@ func NewH2CClient() *http.Client {
 // metrics through otelconnect, and the internal service token.
 func ClientOptions(tel Telemetry, token string) ([]connect.ClientOption, error) {
 	tel = tel.OrDefault()
+	opts := []connect.ClientOption{
+		// Calls between services are small and travel over loopback or a LAN: gzip (which
+		// connect offers by default) cost more CPU per call set-up than anything else.
+		connect.WithAcceptCompression("gzip", nil, nil),
+	}
+	if exportsNothing(tel) {
+		return append(opts, connect.WithInterceptors(propagateOnly{tel.Propagator}, NewSendToken(token))), nil
+	}
 	otel, err := otelconnect.NewInterceptor(
 		otelconnect.WithTracerProvider(tel.Tracer),
 		otelconnect.WithMeterProvider(tel.Meter),
@@ -35,12 +43,7 @@ func ClientOptions(tel Telemetry, token string) ([]connect.ClientOption, error) 
 	if err != nil {
 		return nil, fmt.Errorf("otelconnect client interceptor: %w", err)
 	}
-	return []connect.ClientOption{
-		connect.WithInterceptors(otel, NewSendToken(token)),
-		// Calls between services are small and travel over loopback or a LAN: gzip (which
-		// connect offers by default) cost more CPU per call set-up than anything else.
-		connect.WithAcceptCompression("gzip", nil, nil),
-	}, nil
+	return append(opts, connect.WithInterceptors(otel, NewSendToken(token))), nil
 }
 
 // HandlerOptions returns the options every Connect handler uses: tracing and metrics through
@@ -49,6 +52,9 @@ func ClientOptions(tel Telemetry, token string) ([]connect.ClientOption, error) 
 // admin token for admin services.
 func HandlerOptions(tel Telemetry, token string) ([]connect.HandlerOption, error) {
 	tel = tel.OrDefault()
+	if exportsNothing(tel) {
+		return []connect.HandlerOption{connect.WithInterceptors(propagateOnly{tel.Propagator}, NewRequireToken(token))}, nil
+	}
 	otel, err := otelconnect.NewInterceptor(
 		otelconnect.WithTracerProvider(tel.Tracer),
 		otelconnect.WithMeterProvider(tel.Meter),
