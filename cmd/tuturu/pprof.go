@@ -11,19 +11,19 @@ import (
 	"time"
 )
 
-// servePprof serves net/http/pprof on addr until ctx ends. It is a debugging aid, off by
+// servePprof serves net/http/pprof on addr until ctx ends or the returned stop is called. It is a debugging aid, off by
 // default: the handlers expose heap contents and cost CPU, so addr must be a loopback address.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) (func(), error) {
+func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, func(), error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("PPROF_ADDR %q: %w", addr, err)
+		return nil, nil, fmt.Errorf("PPROF_ADDR %q: %w", addr, err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("PPROF_ADDR %q: must be a loopback address (profiles expose memory contents)", addr)
+		return nil, nil, fmt.Errorf("PPROF_ADDR %q: must be a loopback address (profiles expose memory contents)", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("PPROF_ADDR: listen on %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("PPROF_ADDR: listen on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -41,7 +41,7 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (func(), err
 	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
-	return func() {
+	return ln.Addr(), func() {
 		stop()
 		srv.Close()
 		<-done

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log := platform.NewLogger(stderr, common.logLevel)
 	if common.pprofAddr != "" {
-		stopPprof, err := servePprof(ctx, common.pprofAddr, log)
+		_, stopPprof, err := servePprof(ctx, common.pprofAddr, log)
 		if err != nil {
 			return err
 		}
