@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tuturu/tuturu/internal/platform"
@@ -206,4 +207,24 @@ func (s settings) ownRelayIP(ip netip.Addr) bool {
 	ext, _ := netip.AddrFromSlice(s.externalIP)
 	lis, _ := netip.AddrFromSlice(s.listenIP)
 	return ip == ext.Unmap() || (ip == lis.Unmap() && !lis.IsUnspecified())
+}
+
+// guardedOwnIPs lists the addresses that permit admits only because ownRelayIP does: the
+// external and the listen address when the peer policy would deny them. Relays may send to
+// them on relay ports only, so that the exception for two relayed callers does not open the
+// server's other UDP ports (its own TURN port, a resolver) on a private address.
+func (s settings) guardedOwnIPs() []netip.Addr {
+	var out []netip.Addr
+	for _, b := range []net.IP{s.externalIP, s.listenIP} {
+		ip, ok := netip.AddrFromSlice(b)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsUnspecified() || s.policy.Allowed(ip) || slices.Contains(out, ip) {
+			continue
+		}
+		out = append(out, ip)
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,11 +18,12 @@ var errCapacity = errors.New("turnsvc: allocation capacity reached")
 // turnsvc can count their traffic, cap their bandwidth and close them (which ends the pion
 // allocation).
 type relayGenerator struct {
-	inner    *turn.RelayAddressGeneratorPortRange
-	reg      *registry
-	bitrate  int // bytes per second per allocation; 0 = no cap
-	guardOwn bool
-	ownIP    netip.Addr
+	inner   *turn.RelayAddressGeneratorPortRange
+	reg     *registry
+	bitrate int // bytes per second per allocation; 0 = no cap
+	// guard lists the server's own addresses that peers may use only to reach relay ports
+	// (see settings.guardedOwnIPs).
+	guard []netip.Addr
 }
 
 func (g *relayGenerator) Validate() error { return g.inner.Validate() }
@@ -40,7 +42,7 @@ func (g *relayGenerator) AllocatePacketConn(network string, requestedPort int) (
 		return nil, nil, fmt.Errorf("relay address %v is not UDP", addr)
 	}
 	a := &allocation{relay: udp, port: udp.Port}
-	rc := &relayConn{PacketConn: conn, a: a, reg: g.reg, guardOwn: g.guardOwn, ownIP: g.ownIP}
+	rc := &relayConn{PacketConn: conn, a: a, reg: g.reg, guard: g.guard}
 	rc.udp, _ = conn.(*net.UDPConn)
 	// pion's relay buffer is 1600 bytes too; longer datagrams are truncated either way.
 	rc.buf = make([]byte, 4+1600)
@@ -68,8 +70,7 @@ type relayConn struct {
 	a        *allocation
 	reg      *registry
 	limit    *limiter
-	guardOwn bool
-	ownIP    netip.Addr
+	guard    []netip.Addr // own addresses reachable on relay ports only
 	once     sync.Once
 }
 
@@ -149,9 +150,9 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 			peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
-	// The server's own relay IP is allowed as a peer only so that two relayed callers can
-	// reach each other: it must not open the server's other ports on that address.
-	if c.guardOwn && peer.Addr() == c.ownIP && !c.reg.isRelayPort(int(peer.Port())) {
+	// The server's own relay IPs are allowed as peers only so that two relayed callers can
+	// reach each other: they must not open the server's other ports on those addresses.
+	if len(c.guard) > 0 && slices.Contains(c.guard, peer.Addr()) && !c.reg.isRelayPort(int(peer.Port())) {
 		return len(p), nil
 	}
 	if c.limit != nil && !c.limit.allow(len(p)) {

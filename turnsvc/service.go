@@ -189,7 +189,6 @@ func (s *Service) drain() {
 
 // startTURN starts pion on the bound sockets.
 func (s *Service) startTURN() (*turn.Server, error) {
-	ownIP, _ := netip.AddrFromSlice(s.set.externalIP.To4())
 	gen := &relayGenerator{
 		inner: &turn.RelayAddressGeneratorPortRange{
 			RelayAddress: s.set.externalIP,
@@ -201,9 +200,7 @@ func (s *Service) startTURN() (*turn.Server, error) {
 		},
 		reg:     s.reg,
 		bitrate: s.cfg.MaxBitrate * 1000 / 8,
-		// Only when the policy would deny our own address does it need the port guard.
-		guardOwn: !s.set.policy.Allowed(ownIP),
-		ownIP:    ownIP,
+		guard:   s.set.guardedOwnIPs(),
 	}
 	cfg := turn.ServerConfig{
 		Realm:         s.cfg.Realm,
