@@ -382,10 +382,20 @@ func newTrackingListener(l net.Listener, f *fence) *trackingListener {
 	return &trackingListener{Listener: l, fence: f, conns: map[net.Conn]struct{}{}}
 }
 
+// Accept waits out transient errors (out of file descriptors): pion's accept loop returns on
+// the first error, which would end TURN over TCP or TLS for good.
 func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	var c net.Conn
+	var err error
+	for pause := time.Duration(0); ; {
+		if c, err = l.Listener.Accept(); err == nil {
+			break
+		}
+		if !platform.AcceptRetryable(err) {
+			return nil, err
+		}
+		pause = platform.AcceptBackoff(pause)
+		time.Sleep(pause)
 	}
 	l.mu.Lock()
 	l.conns[c] = struct{}{}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
+
+	"github.com/tuturu/tuturu/internal/platform"
 )
 
 const acmeALPN = acme.ALPNProto
@@ -43,19 +45,23 @@ func (e *Edge) routeOf(serverName string) route {
 // acceptTLS accepts connections on the HTTPS port and routes each after its handshake.
 func (e *Edge) acceptTLS(ctx context.Context) error {
 	base := &tls.Config{GetConfigForClient: e.tlsConfig}
+	var pause time.Duration
 	for {
 		c, err := e.tlsLn.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
+			// Out of file descriptors is transient: returning would take the gateway down.
+			if platform.AcceptRetryable(err) {
+				pause = platform.AcceptBackoff(pause)
+				e.log.Warn("accept failed on the HTTPS port; retrying", "err", err, "retry_in", pause.String())
+				time.Sleep(pause)
 				continue
 			}
 			return err
 		}
+		pause = 0
 		e.conns.Add(1)
 		go func() {
 			defer e.conns.Done()

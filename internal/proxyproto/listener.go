@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/platform"
 )
 
 // ReadHeader reads one PROXY header from r and nothing after it.
@@ -67,11 +69,18 @@ func NewListener(inner net.Listener, timeout time.Duration, log *slog.Logger) *L
 }
 
 func (l *Listener) acceptLoop() {
+	var pause time.Duration
 	for {
 		c, err := l.inner.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			// Out of file descriptors is transient: stopping here would end the listener for good.
+			if platform.AcceptRetryable(err) {
+				pause = platform.AcceptBackoff(pause)
+				l.log.Warn("accept failed; retrying", "err", err, "retry_in", pause.String())
+				select {
+				case <-l.done:
+				case <-time.After(pause):
+				}
 				continue
 			}
 			l.mu.Lock()
@@ -80,6 +89,7 @@ func (l *Listener) acceptLoop() {
 			l.Close()
 			return
 		}
+		pause = 0
 		go l.handshake(c)
 	}
 }
