@@ -323,6 +323,15 @@ func (s *Service) allocationCreated(src, dst net.Addr, _, username, _ string, re
 		a.close(reasonQuota)
 	case s.creds.isRevoked(username, v.participant):
 		a.close(reasonRevoked)
+	case !v.valid():
+		// Authenticated a moment ago, yet the cache no longer vouches for it: a participant
+		// revocation dropped the entry (so its participant is unknown here and the check
+		// above cannot match), or the credential expired just now.
+		reason := reasonRevoked
+		if v.result == resultExpired {
+			reason = reasonEnded
+		}
+		a.close(reason)
 	case s.draining.Load():
 		a.close(reasonShutdown)
 	default:
