@@ -24,6 +24,9 @@ type Server struct {
 	log      *slog.Logger
 	// StopTimeout bounds how long in-flight calls may take to finish after a stop.
 	StopTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection (HTTP/1.1, or HTTP/2 with no stream open)
+	// that has been idle this long, so idle clients cannot hold sockets forever.
+	IdleTimeout time.Duration
 }
 
 // NewServer listens on addr, or uses ln when it is not nil (tests pass a listener on port 0).
@@ -41,6 +44,7 @@ func NewServer(name, addr string, ln net.Listener, log *slog.Logger) (*Server, e
 		health:      grpchealth.NewStaticChecker(),
 		log:         log.With("server", name),
 		StopTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute,
 	}, nil
 }
 
@@ -82,6 +86,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		// write buffer per streaming call (profiled: most of the memory of an idle Join
 		// stream). 16 KiB is the protocol's default and ample for our messages.
 		HTTP2: &http.HTTP2Config{MaxReadFrameSize: 16 << 10},
+		// Without it net/http waits for the next request on a keep-alive connection forever.
+		IdleTimeout: s.IdleTimeout,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
