@@ -37,6 +37,21 @@ func TestPprofListener(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
 		t.Fatalf("goroutine profile: %s\n%.200s", res.Status, body)
 	}
+	for path, host := range map[string]string{
+		"/debug/pprof/cmdline":   addr.String(),          // would show tokens given as flags
+		"/debug/pprof/goroutine": "rebound.example:6060", // DNS rebinding
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr.String()+path, nil)
+		req.Host = host
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			t.Errorf("GET %s with Host %s: %s, want a refusal", path, host, res.Status)
+		}
+	}
 	stopSrv()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -177,24 +177,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return runAll(ctx, runners)
 }
 
-// runAll runs every runner until ctx ends or one of them fails, which stops the others.
+// runAll runs every runner until ctx ends or one of them stops, then stops them one at a
+// time in reverse start order: the gateway first, so it closes browser sockets with 1001 while
+// roomsvc still holds their slots for a resume, and credsvc last, so the revocations of members
+// who leave during the stop still land.
 func runAll(ctx context.Context, runners []runner) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(runners))
-	for _, r := range runners {
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	stopped := make(chan struct{}, len(runners))
+	all := make([]running, len(runners))
+	for i, r := range runners {
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		all[i] = running{cancel: cancel, done: make(chan error, 1)}
 		go func() {
-			err := r.run(ctx)
+			err := r.run(rctx)
 			if err != nil {
 				err = fmt.Errorf("%s: %w", r.name, err)
 			}
-			cancel()
-			errc <- err
+			all[i].done <- err
+			stopped <- struct{}{}
 		}()
 	}
+	select {
+	case <-ctx.Done():
+	case <-stopped:
+	}
 	var errs []error
-	for range runners {
-		errs = append(errs, <-errc)
+	for i := len(all) - 1; i >= 0; i-- {
+		all[i].cancel()
+		errs = append(errs, <-all[i].done)
 	}
 	return errors.Join(errs...)
 }

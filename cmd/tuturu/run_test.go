@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -123,5 +125,42 @@ func TestTokensAreNotLogged(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "admin.token") {
 		t.Fatalf("the admin token's location was not logged: %s", logs.String())
+	}
+}
+
+// runAll stops services one at a time in reverse start order (the gateway before roomsvc,
+// credsvc last), and a service that fails stops the others.
+func TestRunAllStopOrder(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	record := func(name string, fail error) runner {
+		return runner{name, func(ctx context.Context) error {
+			if fail != nil {
+				return fail
+			}
+			<-ctx.Done()
+			time.Sleep(10 * time.Millisecond) // a later stop must wait for this one
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return nil
+		}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	if err := runAll(ctx, []runner{record("credsvc", nil), record("roomsvc", nil), record("gateway", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ","); got != "gateway,roomsvc,credsvc" {
+		t.Fatalf("stop order %s, want gateway,roomsvc,credsvc", got)
+	}
+
+	order = nil
+	err := runAll(context.Background(), []runner{record("credsvc", nil), record("turnsvc", errors.New("boom"))})
+	if err == nil || !strings.Contains(err.Error(), "turnsvc: boom") {
+		t.Fatalf("err %v, want turnsvc's failure", err)
+	}
+	if strings.Join(order, ",") != "credsvc" {
+		t.Fatalf("after a failure, stopped %v, want credsvc", order)
 	}
 }
