@@ -82,11 +82,11 @@ func (c *Config) Bind(v *platform.Vars) {
 		c.AllowedOrigins = origins
 		return nil
 	})
-	v.Int(&c.Limits.MaxMessageBytes, "ws-max-message-bytes", "WS_MAX_MESSAGE_BYTES", defaultMaxMessageBytes, "largest WebSocket message accepted; larger ones close the socket with 1009")
+	v.PositiveInt(&c.Limits.MaxMessageBytes, "ws-max-message-bytes", "WS_MAX_MESSAGE_BYTES", defaultMaxMessageBytes, "largest WebSocket message accepted; larger ones close the socket with 1009")
 	v.Func("ws-messages-per-second", "WS_MESSAGES_PER_SECOND", fmt.Sprint(defaultMessagesPerSecond), "sustained messages per second per connection", parsePositiveFloat(&c.Limits.MessagesPerSecond))
-	v.Int(&c.Limits.MessageBurst, "ws-message-burst", "WS_MESSAGE_BURST", defaultMessageBurst, "messages a connection may send at once before the per-second rate applies")
+	v.PositiveInt(&c.Limits.MessageBurst, "ws-message-burst", "WS_MESSAGE_BURST", defaultMessageBurst, "messages a connection may send at once before the per-second rate applies")
 	v.Func("ws-joins-per-minute", "WS_JOINS_PER_MINUTE", fmt.Sprint(defaultJoinsPerMinute), "sustained joins and resumes per minute per client address", parsePositiveFloat(&c.Limits.JoinsPerMinute))
-	v.Int(&c.Limits.JoinBurst, "ws-join-burst", "WS_JOIN_BURST", defaultJoinBurst, "joins one address may make at once before the per-minute rate applies")
+	v.PositiveInt(&c.Limits.JoinBurst, "ws-join-burst", "WS_JOIN_BURST", defaultJoinBurst, "joins one address may make at once before the per-minute rate applies")
 	v.Duration(&c.Limits.JoinBackoffMax, "ws-join-backoff-max", "WS_JOIN_BACKOFF_MAX", defaultJoinBackoffMax, "longest wait imposed on an address that keeps joining too fast")
 	// 20 s keeps NAT and proxy mappings alive; 10 s for the pong finds a dead socket within 30 s.
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")

@@ -77,6 +77,19 @@ func (v *Vars) Int(p *int, name, env string, def int, usage string) {
 	})
 }
 
+// PositiveInt binds a whole number that must be at least 1 (a limit or a size, where zero
+// would silently mean something else).
+func (v *Vars) PositiveInt(p *int, name, env string, def int, usage string) {
+	v.bind(name, env, strconv.Itoa(def), usage, func(s string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a whole number of at least 1", s)
+		}
+		*p = n
+		return nil
+	})
+}
+
 // Port binds a TCP/UDP port number (1-65535).
 func (v *Vars) Port(p *int, name, env string, def int, usage string) {
 	v.bind(name, env, strconv.Itoa(def), usage, func(s string) error {
