@@ -128,6 +128,9 @@ func (s *Service) Run(ctx context.Context) error {
 	ts, err := s.startTURN()
 	if err != nil {
 		s.lns.close()
+		if s.proxyLn != nil {
+			_ = s.proxyLn.Close()
+		}
 		return fmt.Errorf("turnsvc: start TURN: %w", err)
 	}
 	s.log.Info("TURN serving", "udp", s.TURNAddr().String(), "udp_sockets", len(s.lns.udp),
