@@ -19,6 +19,7 @@ const (
 	revokeAttempts = 3
 	revokeTimeout  = 2 * time.Second
 	revokeBackoff  = 200 * time.Millisecond
+	revokeDrain    = 5 * time.Second // on stop, the longest wait for queued revocations
 )
 
 // revoker tells credsvc, in the background, that a participant is gone for good.
@@ -42,8 +43,15 @@ func (r *revoker) enqueue(participantID string) {
 	}
 }
 
-// run works the queue until ctx ends.
-func (r *revoker) run(ctx context.Context) {
+// run works the queue until stop is closed, then works off what is still queued for at most
+// drain, so members who left just before a stop do not keep working TURN credentials.
+func (r *revoker) run(stop <-chan struct{}, drain time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		time.AfterFunc(drain, cancel)
+	}()
 	done := make(chan struct{})
 	for range revokeWorkers {
 		go func() {
@@ -54,6 +62,14 @@ func (r *revoker) run(ctx context.Context) {
 					return
 				case id := <-r.queue:
 					r.revoke(ctx, id)
+					continue
+				case <-stop:
+				}
+				select { // stopping: only what is already queued
+				case id := <-r.queue:
+					r.revoke(ctx, id)
+				default:
+					return
 				}
 			}
 		}()

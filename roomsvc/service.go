@@ -44,6 +44,12 @@ type Service struct {
 
 // New builds the room service and binds its listener.
 func New(cfg Config) (*Service, error) {
+	switch {
+	case cfg.LobbyMaxMembers < 0:
+		return nil, fmt.Errorf("roomsvc: LOBBY_MAX_MEMBERS must be greater than 0, got %d", cfg.LobbyMaxMembers)
+	case cfg.LobbyMaxMembers == 0:
+		cfg.LobbyMaxMembers = DefaultLobbyMaxMembers // a Config built in code (tests)
+	}
 	tel := cfg.Telemetry.OrDefault()
 	met, err := newMeters(tel)
 	if err != nil {
@@ -68,6 +74,7 @@ func New(cfg Config) (*Service, error) {
 		grace:      cfg.ResumeGrace,
 		tokenTTL:   tokenTTL(cfg),
 		queueLimit: cfg.QueueLimit,
+		lobbyMax:   cfg.LobbyMaxMembers,
 		gone:       rev.enqueue,
 		meters:     met,
 		log:        cfg.Logger(),
@@ -120,11 +127,11 @@ func (s *Service) Addr() string { return s.srv.Addr().String() }
 // Run serves until ctx ends, then ends every Join stream with Unavailable and stops
 // gracefully.
 func (s *Service) Run(ctx context.Context) error {
-	revCtx, stopRevoker := context.WithCancel(context.WithoutCancel(ctx))
+	stopRevoker := make(chan struct{})
 	revDone := make(chan struct{})
 	go func() {
 		defer close(revDone)
-		s.revoker.run(revCtx)
+		s.revoker.run(stopRevoker, revokeDrain)
 	}()
 	// Streams must end when ctx does, or the server's graceful stop would wait for them.
 	serveDone, watchDone := make(chan struct{}), make(chan struct{})
@@ -139,7 +146,7 @@ func (s *Service) Run(ctx context.Context) error {
 	err := s.srv.Serve(ctx)
 	close(serveDone)
 	<-watchDone
-	stopRevoker()
+	close(stopRevoker) // after the streams ended, so their departures are queued
 	<-revDone
 	if err != nil {
 		return fmt.Errorf("roomsvc: %w", err)
