@@ -2,6 +2,7 @@ package roomsvc
 
 import (
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 )
@@ -43,3 +44,11 @@ var (
 )
 
 var errBadSignalType = &rejection{connect.CodeInvalidArgument, "signal type must be 1-64 characters", "violation"}
+
+// errLobbyFull's outcome labels a join refused because the lobby holds LOBBY_MAX_MEMBERS;
+// lobbyFull builds the rejection with the lobby's name and the cap.
+var errLobbyFull = &rejection{connect.CodeResourceExhausted, "lobby is full", "lobby_full"}
+
+func lobbyFull(name string, max int) *rejection {
+	return &rejection{errLobbyFull.code, fmt.Sprintf("lobby %s is full (maximum %d members)", name, max), errLobbyFull.outcome}
+}

@@ -83,6 +83,7 @@ type hubConfig struct {
 	grace      time.Duration
 	tokenTTL   time.Duration
 	queueLimit int
+	lobbyMax   int // members one lobby may hold; 0 means DefaultLobbyMaxMembers
 	now        func() time.Time
 	// gone is called (under locks: it must not block) when a member is gone for good.
 	gone   func(participantID string)
@@ -107,6 +108,9 @@ func newHub(cfg hubConfig) *hub {
 	}
 	if cfg.queueLimit <= 0 {
 		cfg.queueLimit = 256
+	}
+	if cfg.lobbyMax <= 0 {
+		cfg.lobbyMax = DefaultLobbyMaxMembers
 	}
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
@@ -244,6 +248,12 @@ func (h *hub) enter(e *roomv1.Enter, sess *session, c cause) (*member, *rejectio
 		if r.byPeer[e.PeerId] != nil {
 			h.meters.join(errPeerIDTaken.outcome)
 			return nil, errPeerIDTaken
+		}
+		// Held slots count, as in a PIN room: each member costs every other one a list entry
+		// on every change.
+		if len(r.members) >= h.lobbyMax {
+			h.meters.join(errLobbyFull.outcome)
+			return nil, lobbyFull(hint, h.lobbyMax)
 		}
 		m.role = roomv1.Role_ROLE_LOBBY_MEMBER
 		m.peerID, m.name, m.userAgent = e.PeerId, e.Name, e.UserAgent

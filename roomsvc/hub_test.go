@@ -508,3 +508,34 @@ func TestHubListRooms(t *testing.T) {
 		t.Fatalf("lobbies = %v", rooms)
 	}
 }
+
+func TestHubLobbyFull(t *testing.T) {
+	met, err := newMeters(platform.NoTelemetry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(hubConfig{grace: time.Minute, tokenTTL: time.Hour, queueLimit: 8, lobbyMax: 2, gone: func(string) {}, meters: met})
+	a := h.testEnter(t, lobbyEnter("default", "alice"))
+	b := h.testEnter(t, lobbyEnter("default", "bob"))
+	a.events()
+	b.events()
+	_, rej := h.enter(lobbyEnter("default", "carol"), newSession(), noCause())
+	if rej == nil || rej.code != errLobbyFull.code || rej.outcome != "lobby_full" || rej.msg != "lobby default is full (maximum 2 members)" {
+		t.Fatalf("third member: %+v, want lobby full", rej)
+	}
+	// The refusal tells nobody: the list did not change.
+	a.expectNone()
+	b.expectNone()
+	// Another lobby has its own cap.
+	h.testEnter(t, lobbyEnter("other", "carol"))
+	// A held slot still counts; a member gone for good frees its place.
+	h.detach(b.m, b.sess)
+	if _, rej := h.enter(lobbyEnter("default", "carol"), newSession(), noCause()); rej == nil || rej.outcome != "lobby_full" {
+		t.Fatalf("join while a slot is held: %+v, want lobby full", rej)
+	}
+	h.leave(a.m, a.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause())
+	h.testEnter(t, lobbyEnter("default", "carol"))
+	if st := h.meters.stats(); st.Rejections["lobby_full"] != 2 {
+		t.Fatalf("rejections %v, want lobby_full 2", st.Rejections)
+	}
+}

@@ -1,6 +1,9 @@
 package roomsvc
 
 import (
+	"errors"
+	"io"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -127,5 +130,35 @@ func TestJoinRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestJoinLobbyFull(t *testing.T) {
+	ts := startService(t, func(c *Config) { c.LobbyMaxMembers = 2 })
+	p := protocols[0]
+	a, _ := ts.join(t, p.opts, enterLobby("hall", "a"))
+	b, _ := ts.join(t, p.opts, enterLobby("hall", "b"))
+	c := ts.dial(t, p.opts)
+	if err := c.stream.Send(enterLobby("hall", "c")); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("send: %v", err)
+	}
+	c.start()
+	err := c.ended()
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeResourceExhausted || ce.Message() != "lobby hall is full (maximum 2 members)" {
+		t.Fatalf("third join: %v, want ResourceExhausted: lobby hall is full (maximum 2 members)", err)
+	}
+	if st := ts.svc.meters.stats(); st.Rejections["lobby_full"] != 1 {
+		t.Fatalf("rejections %v, want lobby_full 1", st.Rejections)
+	}
+	for _, m := range []*tmember{a, b} {
+		m.send(leave(roomv1.LeaveReason_LEAVE_REASON_HUNG_UP))
+	}
+}
+
+func TestNewRefusesBadLobbyMax(t *testing.T) {
+	_, err := New(Config{Addr: "127.0.0.1:0", LobbyMaxMembers: -1})
+	if err == nil || !strings.Contains(err.Error(), "LOBBY_MAX_MEMBERS") {
+		t.Fatalf("New with LobbyMaxMembers -1: %v, want an error naming LOBBY_MAX_MEMBERS", err)
 	}
 }

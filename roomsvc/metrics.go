@@ -58,7 +58,7 @@ func newMeters(tel platform.Telemetry) (*meters, error) {
 		reasonAttrs:  map[roomv1.LeaveReason]metric.MeasurementOption{},
 	}
 	// The outcomes of joins and resumes; others get a set built on demand.
-	for _, o := range []string{"ok", "bad_pin", "room_full", "bad_lobby", "bad_peer_id", "peer_id_taken",
+	for _, o := range []string{"ok", "bad_pin", "room_full", "lobby_full", "bad_lobby", "bad_peer_id", "peer_id_taken",
 		"bad_token", "slot_gone", "not_joined", "bad_request", "unavailable"} {
 		m.outcomeAttrs[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
 	}
