@@ -11,6 +11,7 @@ const (
 	codeForgedFrom     = "FORGED_FROM"
 	codeInvalidSession = "INVALID_SESSION"
 	codeLobbyDisabled  = "LOBBY_DISABLED"
+	codeLobbyFull      = "LOBBY_FULL"
 )
 
 var msgKeepalive = []byte(`{"type":"keepalive","data":{}}`)

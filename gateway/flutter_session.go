@@ -134,6 +134,9 @@ func (f *flutterDialect) register(ctx context.Context, m *flutterMsg) (bool, str
 			e.Text, e.Code, outcome = "Peer id "+truncate(m.ID, 64)+" is already in use: choose another id", codeIDTaken, "id_taken"
 		case connect.CodeInvalidArgument:
 			e.Text, e.Code, outcome = "Invalid peer: "+connectMessage(err), codeBadPeerInfo, "bad_peer"
+		case connect.CodeResourceExhausted:
+			// roomsvc's LOBBY_MAX_MEMBERS: "lobby default is full (maximum N members)".
+			e.Text, e.Code, outcome = "The "+connectMessage(err)+": try again later", codeLobbyFull, "lobby_full"
 		default:
 			s.log.WarnContext(ctx, "room service refused or failed a lobby join", "code", code.String(), "err", err)
 			e.Text, e.Code, outcome = "The room service is unavailable: please try again shortly", codeServiceUnavailable, "unavailable"
