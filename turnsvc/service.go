@@ -388,10 +388,17 @@ type trackingListener struct {
 	fence *fence
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// firstRead bounds a new connection's silence (TLS handshake included): one that says
+	// nothing is not a TURN client and must not hold a socket and a goroutine forever.
+	firstRead time.Duration
+	// idle is above the longest allocation lifetime (10 min), so a client that refreshes
+	// never reaches it, while an abandoned connection is closed.
+	idle time.Duration
 }
 
 func newTrackingListener(l net.Listener, f *fence) *trackingListener {
-	return &trackingListener{Listener: l, fence: f, conns: map[net.Conn]struct{}{}}
+	return &trackingListener{Listener: l, fence: f, conns: map[net.Conn]struct{}{},
+		firstRead: 10 * time.Second, idle: 15 * time.Minute}
 }
 
 // Accept waits out transient errors (out of file descriptors): pion's accept loop returns on
@@ -425,7 +432,22 @@ func (l *trackingListener) closeConns() {
 
 type trackedConn struct {
 	net.Conn
-	l *trackingListener
+	l     *trackingListener
+	spoke bool // pion reads each connection from one goroutine
+}
+
+// Read applies the first-message and idle deadlines.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	d := c.l.idle
+	if !c.spoke {
+		d = c.l.firstRead
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.spoke = true
+	}
+	return n, err
 }
 
 // Write marks the fence: pion's STUNConn writes one STUN message or ChannelData frame per call.
