@@ -28,6 +28,7 @@ const (
 	codeServiceUnavailable = "SERVICE_UNAVAILABLE"
 	codeRoomClosed         = "ROOM_CLOSED"
 	codeInternal           = "INTERNAL"
+	codeJoinTimeout        = "JOIN_TIMEOUT"
 )
 
 // encodeRelay builds {"type":<t>,"data":<data>} around the raw bytes the other member sent. t

@@ -17,6 +17,9 @@ import (
 // fetches ICE servers for the new participant, answers the browser and starts the event pump.
 // It runs on the reader goroutine, so the browser's next messages wait until the join is done.
 func (s *session) join(ctx context.Context, first *roomv1.JoinRequest, pin string) (bool, string) {
+	if !s.claimJoin() {
+		return false, "join_timeout" // the socket is closed
+	}
 	resume := first.GetResume() != nil
 	joined, err := s.openStream(ctx, first)
 	if err != nil {

@@ -57,7 +57,19 @@ type session struct {
 	frames int // text frames read, touched only by the reader
 
 	closeOnce sync.Once
+
+	// The join deadline: joinMu guards joinGate, and s.d against the timer's read.
+	joinMu    sync.Mutex
+	joinGate  int
+	joinTimer *time.Timer
 }
+
+// Join gate states: a socket must claim a join before JoinTimeout, or the timer closes it.
+const (
+	gateOpen    = iota // no join yet: the timer will close the socket
+	gateClaimed        // a join, resume or new started: it joins, or its failure closes the socket
+	gateExpired        // the timer fired first
+)
 
 func newSession(g *Gateway, conn *websocket.Conn, addr string) *session {
 	s := &session{g: g, conn: conn, addr: addr, log: g.cfg.Logger()}
@@ -75,6 +87,10 @@ func (s *session) run() {
 	s.conn.SetReadLimit(int64(max))
 	s.pinger.Store(time.AfterFunc(s.g.cfg.PingInterval, s.ping))
 	defer s.pinger.Load().Stop()
+	s.joinMu.Lock()
+	s.joinTimer = time.AfterFunc(s.g.cfg.JoinTimeout, s.joinTimedOut)
+	s.joinMu.Unlock()
+	defer s.joinTimer.Stop()
 
 	for {
 		typ, r, err := s.conn.Reader(ctx)
@@ -298,6 +314,37 @@ func (s *session) fail(ctx context.Context, code websocket.StatusCode, reason st
 func (s *session) shutdown() {
 	s.stopping.Store(true)
 	s.closeSocket(websocket.StatusGoingAway, "server shutting down")
+}
+
+// claimJoin marks the start of a join (join-pin, resume, new); false means the join timeout
+// already closed the socket. Every failed join closes the socket, so one claim is enough.
+func (s *session) claimJoin() bool {
+	s.joinMu.Lock()
+	defer s.joinMu.Unlock()
+	if s.joinGate == gateOpen {
+		s.joinGate = gateClaimed
+		s.joinTimer.Stop()
+	}
+	return s.joinGate == gateClaimed
+}
+
+// joinTimedOut closes a socket that did not start a join within JoinTimeout: pings would
+// otherwise keep it open forever.
+func (s *session) joinTimedOut() {
+	s.joinMu.Lock()
+	if s.joinGate != gateOpen {
+		s.joinMu.Unlock()
+		return
+	}
+	s.joinGate = gateExpired
+	frame := s.d.errorFrame(wireError{
+		Text: "No room joined within " + s.g.cfg.JoinTimeout.String() + ": join right after connecting",
+		Code: codeJoinTimeout,
+	})
+	s.joinMu.Unlock()
+	s.g.in.reject(context.Background(), rejectJoinTimeout)
+	s.write(frame)
+	s.closeSocket(websocket.StatusPolicyViolation, "join timeout")
 }
 
 // ping sends a WebSocket ping; a missing pong means the socket is dead.

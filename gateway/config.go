@@ -32,6 +32,9 @@ type Config struct {
 	PingInterval, PingTimeout time.Duration
 	// RPCTimeout bounds a join or resume, credentials included.
 	RPCTimeout time.Duration
+	// JoinTimeout is how long a socket may stay open without a join (join-pin, resume or
+	// new): pings alone would keep it forever. It is then closed with JOIN_TIMEOUT and 1008.
+	JoinTimeout time.Duration
 	// Flutter configures the Flutter dialect's lobby and /api/turn (flutter_config.go).
 	Flutter FlutterConfig
 	// Edge serves HTTPS on 443 (SNI-routed: app, TURN over TLS, cover page) when its DOMAIN
@@ -64,6 +67,9 @@ const (
 	defaultJoinsPerMinute = 20
 	defaultJoinBurst      = 10
 	defaultJoinBackoffMax = 5 * time.Minute
+	// A client joins right after it connects; 30 s leaves room for a person typing a PIN on a
+	// page that connects first.
+	defaultJoinTimeout = 30 * time.Second
 )
 
 // Bind registers the gateway's flags and environment variables.
@@ -91,6 +97,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	// 20 s keeps NAT and proxy mappings alive; 10 s for the pong finds a dead socket within 30 s.
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
 	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")
+	v.Func("ws-join-timeout", "WS_JOIN_TIMEOUT", defaultJoinTimeout.String(), "how long a /ws socket may stay open before it joins (join-pin, resume or new); then it is closed with 1008", parsePositiveDuration(&c.JoinTimeout))
 	v.Duration(&c.RPCTimeout, "gateway-rpc-timeout", "GATEWAY_RPC_TIMEOUT", 10*time.Second, "bound on a join or resume, TURN credentials included")
 	c.Flutter.Bind(v)
 	c.Edge.Bind(v)
@@ -103,6 +110,17 @@ func parsePositiveFloat(p *float64) func(string) error {
 			return fmt.Errorf("%q is not a positive number", s)
 		}
 		*p = f
+		return nil
+	}
+}
+
+func parsePositiveDuration(p *time.Duration) func(string) error {
+	return func(s string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration such as 30s", s)
+		}
+		*p = d
 		return nil
 	}
 }
@@ -145,6 +163,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PingTimeout <= 0 {
 		c.PingTimeout = 10 * time.Second
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = defaultJoinTimeout
 	}
 	if c.RPCTimeout <= 0 {
 		c.RPCTimeout = 10 * time.Second

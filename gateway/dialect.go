@@ -57,7 +57,9 @@ func isFlutterFirstFrame(b []byte) bool {
 // first frame is handled, so before any pump exists.
 func (s *session) becomeFlutter(ctx context.Context) {
 	old := s.d.metricAttr()
+	s.joinMu.Lock() // the join timer may read s.d
 	s.d = &flutterDialect{s: s}
+	s.joinMu.Unlock()
 	s.g.in.connections.Add(ctx, -1, old)
 	s.g.in.connections.Add(ctx, 1, s.d.metricAttr())
 }

@@ -119,6 +119,9 @@ func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, str
 // newcomer take over another client's id.
 func (f *flutterDialect) register(ctx context.Context, m *flutterMsg) (bool, string) {
 	s := f.s
+	if !s.claimJoin() {
+		return false, "join_timeout" // the socket is closed
+	}
 	_, err := s.openStream(ctx, &roomv1.JoinRequest{Msg: &roomv1.JoinRequest_Enter{Enter: &roomv1.Enter{
 		Room:   &roomv1.Enter_Lobby{Lobby: flutterLobby},
 		PeerId: m.ID, Name: m.Name, UserAgent: m.UserAgent,

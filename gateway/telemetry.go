@@ -28,6 +28,8 @@ const (
 	rejectJoinRate = "join_rate"
 	rejectSize     = "size"
 	rejectInvalid  = "invalid"
+	// rejectJoinTimeout: a socket closed because it did not join within WS_JOIN_TIMEOUT.
+	rejectJoinTimeout = "join_timeout"
 )
 
 // instruments are the gateway's tracer and metrics.
@@ -68,7 +70,7 @@ func newInstruments(tel platform.Telemetry) (*instruments, error) {
 	for _, t := range append([]string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume}, flutterClientTypes...) {
 		in.typeAttrs[t] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t)))
 	}
-	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid} {
+	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid, rejectJoinTimeout} {
 		in.rejectAttrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
 	}
 	return in, nil
