@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/tuturu/tuturu/gateway"
-	"github.com/tuturu/tuturu/internal/platform"
 	"github.com/tuturu/tuturu/roomsvc"
 )
 
@@ -19,27 +15,8 @@ import (
 func TestFlutterGatewayStop(t *testing.T) {
 	// A grace far longer than the test's waits: a held slot would fail the test, not slow it.
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = time.Minute }})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g2, err := gateway.New(gateway.Config{
-		Base:       platform.Base{InternalToken: s.InternalToken},
-		Listener:   ln,
-		RoomsvcURL: s.RoomsvcURL,
-		CredsvcURL: s.CredsvcURL,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g2.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		<-done
-	})
-	other := &stack{GatewayURL: "http://" + g2.Addr()}
+	g2 := startExtraGateway(t, s)
+	other := g2.stack
 
 	a := dialFlutter(t, other, "on-g2")
 	a.expectPeers("on-g2")
@@ -47,17 +24,11 @@ func TestFlutterGatewayStop(t *testing.T) {
 	b.expectPeers("on-g2", "on-g1")
 	a.expectPeers("on-g2", "on-g1")
 
-	stop()
+	g2.stop()
 	a.expectClose(websocket.StatusGoingAway)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("gateway stopped with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway did not stop")
+	if err := g2.wait(); err != nil {
+		t.Fatalf("gateway stopped with %v", err)
 	}
-	done <- nil // for the cleanup
 
 	if m := b.expect("leave"); string(m.Data) != `"on-g2"` {
 		t.Fatalf("leave %s", m.Data)

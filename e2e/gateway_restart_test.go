@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/tuturu/tuturu/gateway"
-	"github.com/tuturu/tuturu/internal/platform"
 	"github.com/tuturu/tuturu/roomsvc"
 )
 
@@ -17,27 +13,8 @@ import (
 // their slots; a member resumes through another gateway and the other member notices nothing.
 func TestGatewayStopKeepsCalls(t *testing.T) {
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 10 * time.Second }})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g2, err := gateway.New(gateway.Config{
-		Base:       platform.Base{InternalToken: s.InternalToken},
-		Listener:   ln,
-		RoomsvcURL: s.RoomsvcURL,
-		CredsvcURL: s.CredsvcURL,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g2.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		<-done
-	})
-	other := &stack{GatewayURL: "http://" + g2.Addr()}
+	g2 := startExtraGateway(t, s)
+	other := g2.stack
 
 	pin := nextPIN()
 	a := dialWS(t, other, "a", nil) // through the gateway that will stop
@@ -46,17 +23,11 @@ func TestGatewayStopKeepsCalls(t *testing.T) {
 	b.join(pin)
 	a.expect("peer-joined")
 
-	stop()
+	g2.stop()
 	a.expectClose(websocket.StatusGoingAway)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("gateway stopped with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway did not stop")
+	if err := g2.wait(); err != nil {
+		t.Fatalf("gateway stopped with %v", err)
 	}
-	done <- nil // for the cleanup
 
 	a2 := dialWS(t, s, "a2", nil)
 	a2.send(`{"type":"resume","token":"` + ia.ResumeToken + `"}`)
