@@ -102,46 +102,54 @@ func TestHealthAndReflection(t *testing.T) {
 	}
 }
 
-func listV1(ctx context.Context, t *testing.T, conn *grpc.ClientConn) []string {
-	stream, err := reflectv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+// reflectionStream is what the v1 and v1alpha reflection clients of grpc-go have in common.
+type reflectionStream[Req, Res any] interface {
+	Send(*Req) error
+	Recv() (*Res, error)
+	CloseSend() error
+}
+
+// listServices asks a reflection stream for the service list, sorted.
+func listServices[Req, Res any](t *testing.T, stream reflectionStream[Req, Res], err error, req *Req, names func(*Res) []string) []string {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = stream.CloseSend() }()
-	if err := stream.Send(&reflectv1.ServerReflectionRequest{MessageRequest: &reflectv1.ServerReflectionRequest_ListServices{}}); err != nil {
+	if err := stream.Send(req); err != nil {
 		t.Fatal(err)
 	}
 	res, err := stream.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, s := range res.GetListServicesResponse().GetService() {
-		names = append(names, s.GetName())
-	}
-	slices.Sort(names)
-	return names
+	list := names(res)
+	slices.Sort(list)
+	return list
+}
+
+func listV1(ctx context.Context, t *testing.T, conn *grpc.ClientConn) []string {
+	stream, err := reflectv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	return listServices(t, stream, err,
+		&reflectv1.ServerReflectionRequest{MessageRequest: &reflectv1.ServerReflectionRequest_ListServices{}},
+		func(res *reflectv1.ServerReflectionResponse) (names []string) {
+			for _, s := range res.GetListServicesResponse().GetService() {
+				names = append(names, s.GetName())
+			}
+			return names
+		})
 }
 
 func listV1Alpha(ctx context.Context, t *testing.T, conn *grpc.ClientConn) []string {
 	stream, err := reflectv1alpha.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = stream.CloseSend() }()
-	if err := stream.Send(&reflectv1alpha.ServerReflectionRequest{MessageRequest: &reflectv1alpha.ServerReflectionRequest_ListServices{}}); err != nil {
-		t.Fatal(err)
-	}
-	res, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, s := range res.GetListServicesResponse().GetService() {
-		names = append(names, s.GetName())
-	}
-	slices.Sort(names)
-	return names
+	return listServices(t, stream, err,
+		&reflectv1alpha.ServerReflectionRequest{MessageRequest: &reflectv1alpha.ServerReflectionRequest_ListServices{}},
+		func(res *reflectv1alpha.ServerReflectionResponse) (names []string) {
+			for _, s := range res.GetListServicesResponse().GetService() {
+				names = append(names, s.GetName())
+			}
+			return names
+		})
 }
 
 // Admin RPCs refuse calls without the admin token (Unauthenticated), with a wrong one
