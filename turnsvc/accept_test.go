@@ -2,24 +2,10 @@ package turnsvc
 
 import (
 	"net"
-	"os"
-	"syscall"
 	"testing"
+
+	"github.com/tuturu/tuturu/internal/testnet"
 )
-
-// emfileListener fails its first n Accepts as a process out of file descriptors does.
-type emfileListener struct {
-	net.Listener
-	n int
-}
-
-func (l *emfileListener) Accept() (net.Conn, error) {
-	if l.n > 0 {
-		l.n--
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestTrackingListenerSurvivesEMFILE: pion's accept loop stops at the first error, so running
 // out of file descriptors once must not end TURN over TCP or TLS for good.
@@ -28,7 +14,7 @@ func TestTrackingListenerSurvivesEMFILE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newTrackingListener(&emfileListener{Listener: inner, n: 3}, &fence{})
+	l := newTrackingListener(&testnet.EMFILEListener{Listener: inner, N: 3}, &fence{})
 	defer l.Close()
 	c, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {

@@ -1,26 +1,11 @@
 package edge
 
 import (
-	"net"
-	"os"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/testnet"
 )
-
-// emfileListener fails its first n Accepts as a process out of file descriptors does.
-type emfileListener struct {
-	net.Listener
-	n int
-}
-
-func (l *emfileListener) Accept() (net.Conn, error) {
-	if l.n > 0 {
-		l.n--
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestAcceptSurvivesEMFILE: running out of file descriptors for a moment (a flood of
 // connections) must not stop the HTTPS port, which would take the whole gateway down.
@@ -31,7 +16,7 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	e := startEdge(t, Config{
 		CertFile: certFile, KeyFile: keyFile,
 		App:           appHandler(),
-		HTTPSListener: &emfileListener{Listener: listenLoopback(t), n: 3},
+		HTTPSListener: &testnet.EMFILEListener{Listener: listenLoopback(t), N: 3},
 	})
 	c := httpsClient(e.Addr(), ca.pool, false)
 	c.Timeout = 10 * time.Second

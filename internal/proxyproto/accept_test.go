@@ -3,25 +3,11 @@ package proxyproto
 import (
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/testnet"
 )
-
-// emfileListener fails its first n Accepts as a process out of file descriptors does.
-type emfileListener struct {
-	net.Listener
-	n int
-}
-
-func (l *emfileListener) Accept() (net.Conn, error) {
-	if l.n > 0 {
-		l.n--
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestListenerSurvivesEMFILE: running out of file descriptors for a moment must not close the
 // listener for good (TURN over TLS through the edge would stop until a restart).
@@ -30,7 +16,7 @@ func TestListenerSurvivesEMFILE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := NewListener(&emfileListener{Listener: inner, n: 3}, 2*time.Second, nil)
+	ln := NewListener(&testnet.EMFILEListener{Listener: inner, N: 3}, 2*time.Second, nil)
 	defer ln.Close()
 	c, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {
