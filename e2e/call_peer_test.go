@@ -53,6 +53,19 @@ func loopbackAPI() *webrtc.API {
 // policy from the join answer.
 func newCallPeer(t *testing.T, s *stack, name, pin string) *callPeer {
 	t.Helper()
+	return newCallPeerWith(t, s, name, pin, func(info joinInfo) (*webrtc.API, webrtc.Configuration) {
+		cfg := webrtc.Configuration{ICETransportPolicy: webrtc.NewICETransportPolicy(info.ICETransportPolicy)}
+		for _, s := range info.ICEServers {
+			cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+		}
+		return loopbackAPI(), cfg
+	})
+}
+
+// newCallPeerWith joins pin, then builds the peer connection from what setup makes of the
+// join answer.
+func newCallPeerWith(t *testing.T, s *stack, name, pin string, setup func(joinInfo) (*webrtc.API, webrtc.Configuration)) *callPeer {
+	t.Helper()
 	p := &callPeer{
 		t: t, name: name, s: s,
 		errs:      make(chan error, 16),
@@ -64,17 +77,13 @@ func newCallPeer(t *testing.T, s *stack, name, pin string) *callPeer {
 	w := dialWS(t, s, name, nil)
 	p.ws = w.c
 	p.info = w.join(pin)
-	p.newPeerConnection()
+	p.newPeerConnection(setup(p.info))
 	p.startLoop()
 	return p
 }
 
-func (p *callPeer) newPeerConnection() {
-	cfg := webrtc.Configuration{ICETransportPolicy: webrtc.NewICETransportPolicy(p.info.ICETransportPolicy)}
-	for _, s := range p.info.ICEServers {
-		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	pc, err := loopbackAPI().NewPeerConnection(cfg)
+func (p *callPeer) newPeerConnection(api *webrtc.API, cfg webrtc.Configuration) {
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		p.t.Fatalf("%s: new peer connection: %v", p.name, err)
 	}

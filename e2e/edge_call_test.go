@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,52 +79,20 @@ func selectedPair(pc *webrtc.PeerConnection) (*webrtc.ICECandidatePair, error) {
 // and forces relay, the way a browser behind a firewall that allows only 443 ends up.
 func newTurnsPeer(t *testing.T, s *edgeStack, name, pin string) *callPeer {
 	t.Helper()
-	p := &callPeer{
-		t: t, name: name, s: s.stack,
-		errs:      make(chan error, 16),
-		peerLeft:  make(chan struct{}, 4),
-		connected: make(chan struct{}),
-		channels:  make(chan *webrtc.DataChannel, 4),
-		chatReady: make(chan *webrtc.DataChannel, 1),
-	}
-	w := dialWS(t, s.stack, name, nil)
-	p.ws = w.c
-	p.info = w.join(pin)
-	cfg := webrtc.Configuration{ICETransportPolicy: webrtc.ICETransportPolicyRelay}
-	for _, srv := range p.info.ICEServers {
-		for _, u := range srv.URLs {
-			if strings.HasPrefix(u, "turns:") {
-				cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: []string{u}, Username: srv.Username, Credential: srv.Credential})
+	return newCallPeerWith(t, s.stack, name, pin, func(info joinInfo) (*webrtc.API, webrtc.Configuration) {
+		cfg := webrtc.Configuration{ICETransportPolicy: webrtc.ICETransportPolicyRelay}
+		for _, srv := range info.ICEServers {
+			for _, u := range srv.URLs {
+				if strings.HasPrefix(u, "turns:") {
+					cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: []string{u}, Username: srv.Username, Credential: srv.Credential})
+				}
 			}
 		}
-	}
-	if len(cfg.ICEServers) != 1 {
-		t.Fatalf("%s: want one turns: URL, got %+v", name, p.info.ICEServers)
-	}
-	pc, err := turnsAPI(t).NewPeerConnection(cfg)
-	if err != nil {
-		t.Fatalf("%s: new peer connection: %v", name, err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	p.pc = pc
-	var once sync.Once
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(p.connected) })
+		if len(cfg.ICEServers) != 1 {
+			t.Fatalf("%s: want one turns: URL, got %+v", name, info.ICEServers)
 		}
+		return turnsAPI(t), cfg
 	})
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		b, _ := json.Marshal(c.ToJSON())
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.sendLocked(`{"type":"ice-candidate","data":` + string(b) + `}`)
-	})
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) { p.channels <- dc })
-	p.startLoop()
-	return p
 }
 
 // turnsAPI is loopbackAPI with a network stack that resolves the test domain's names to
