@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -23,11 +24,10 @@ type callPeer struct {
 	pc   *webrtc.PeerConnection
 	info joinInfo
 
-	mu        sync.Mutex // orders writes: an offer goes out before its own candidates
-	ws        *websocket.Conn
-	remoteSet bool
-	pending   []webrtc.ICECandidateInit
-	chat      *webrtc.DataChannel // created by the offerer
+	mu    sync.Mutex // orders writes: an offer goes out before its own candidates
+	ws    *websocket.Conn
+	cands remoteCandidates
+	chat  *webrtc.DataChannel // created by the offerer
 
 	chatReady chan *webrtc.DataChannel
 
@@ -191,12 +191,8 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if !p.remoteSet {
-			p.pending = append(p.pending, c)
-			return
-		}
-		if err := p.pc.AddICECandidate(c); err != nil {
-			p.fail(fmt.Errorf("add candidate: %w", err))
+		if err := p.cands.add(p.pc, c); err != nil {
+			p.fail(err)
 		}
 	case "peer-left":
 		p.peerLeft <- struct{}{}
@@ -207,13 +203,40 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 }
 
 func (p *callPeer) flushCandidatesLocked() {
-	p.remoteSet = true
-	for _, c := range p.pending {
-		if err := p.pc.AddICECandidate(c); err != nil {
-			p.fail(fmt.Errorf("add candidate: %w", err))
+	if err := p.cands.descriptionSet(p.pc); err != nil {
+		p.fail(err)
+	}
+}
+
+// remoteCandidates holds the candidates that arrive before the remote description, which
+// pion cannot add yet. Callers hold their peer's lock.
+type remoteCandidates struct {
+	ready   bool
+	pending []webrtc.ICECandidateInit
+}
+
+func (r *remoteCandidates) add(pc *webrtc.PeerConnection, c webrtc.ICECandidateInit) error {
+	if !r.ready {
+		r.pending = append(r.pending, c)
+		return nil
+	}
+	if err := pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("add candidate: %w", err)
+	}
+	return nil
+}
+
+// descriptionSet adds what was held back; later candidates go straight to pc.
+func (r *remoteCandidates) descriptionSet(pc *webrtc.PeerConnection) error {
+	r.ready = true
+	var errs []error
+	for _, c := range r.pending {
+		if err := pc.AddICECandidate(c); err != nil {
+			errs = append(errs, fmt.Errorf("add candidate: %w", err))
 		}
 	}
-	p.pending = nil
+	r.pending = nil
+	return errors.Join(errs...)
 }
 
 // offer creates an offer (a new one on renegotiation) and sends it before any of its

@@ -21,11 +21,10 @@ type flutterCallPeer struct {
 	pc   *webrtc.PeerConnection
 	ws   *websocket.Conn
 
-	mu        sync.Mutex // orders writes: an offer goes out before its own candidates
-	remote    string     // the peer id of the other side, once known
-	session   string
-	remoteSet bool
-	pending   []webrtc.ICECandidateInit
+	mu      sync.Mutex // orders writes: an offer goes out before its own candidates
+	remote  string     // the peer id of the other side, once known
+	session string
+	cands   remoteCandidates
 
 	errs      chan error
 	peers     chan []flutterPeerInfo
@@ -168,12 +167,8 @@ func (p *flutterCallPeer) handle(m serverMsg, raw []byte) {
 			}
 			p.flushLocked()
 		case "candidate":
-			if !p.remoteSet {
-				p.pending = append(p.pending, *d.Candidate)
-				return
-			}
-			if err := p.pc.AddICECandidate(*d.Candidate); err != nil {
-				p.fail(fmt.Errorf("add candidate: %w", err))
+			if err := p.cands.add(p.pc, *d.Candidate); err != nil {
+				p.fail(err)
 			}
 		}
 	case "keepalive", "leave", "bye":
@@ -183,13 +178,9 @@ func (p *flutterCallPeer) handle(m serverMsg, raw []byte) {
 }
 
 func (p *flutterCallPeer) flushLocked() {
-	p.remoteSet = true
-	for _, c := range p.pending {
-		if err := p.pc.AddICECandidate(c); err != nil {
-			p.fail(fmt.Errorf("add candidate: %w", err))
-		}
+	if err := p.cands.descriptionSet(p.pc); err != nil {
+		p.fail(err)
 	}
-	p.pending = nil
 }
 
 // waitPeers waits for a peers list with n entries.
