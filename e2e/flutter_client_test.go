@@ -1,9 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
+	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
+	"github.com/tuturu/tuturu/internal/platform"
 )
 
 // A Flutter-dialect client is a wsClient (real WebSocket) whose first frame is `new`.
@@ -69,4 +77,34 @@ func (w *wsClient) expectFlutterQuiet() {
 	if m := w.expect("keepalive"); string(m.Data) != "{}" {
 		w.t.Fatalf("%s: keepalive echo %s", w.name, m.raw)
 	}
+}
+
+// leaveLobbyEmpty makes the end of t wait until roomsvc holds no member (after the sockets t
+// opened are closed by their own cleanups), so the next test that registers in the one
+// lobby sees only itself in `peers`. Call it before dialing: cleanups run last-in first-out.
+func leaveLobbyEmpty(t *testing.T, s *stack) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		admin := roomv1connect.NewRoomAdminServiceClient(platform.NewH2CClient(), s.RoomsvcURL,
+			connect.WithInterceptors(platform.NewSendToken(s.AdminToken)))
+		for {
+			res, err := admin.GetStats(ctx, connect.NewRequest(&roomv1.GetStatsRequest{}))
+			if err != nil {
+				t.Errorf("GetStats: %v", err)
+				return
+			}
+			if res.Msg.GetMembers() == 0 && res.Msg.GetHeldMembers() == 0 {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Errorf("roomsvc still holds %d members (%d held) after the test's sockets closed",
+					res.Msg.GetMembers(), res.Msg.GetHeldMembers())
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	})
 }

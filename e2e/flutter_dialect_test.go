@@ -193,6 +193,7 @@ func TestFlutterBadInput(t *testing.T) {
 	}
 	for _, c := range closing {
 		t.Run(c.name, func(t *testing.T) {
+			leaveLobbyEmpty(t, s)
 			w := dialWS(t, s, c.name, nil)
 			w.send(c.first)
 			if c.then != "" {
@@ -204,6 +205,7 @@ func TestFlutterBadInput(t *testing.T) {
 		})
 	}
 	t.Run("binary frame", func(t *testing.T) {
+		leaveLobbyEmpty(t, s)
 		w := dialFlutter(t, s, "bin")
 		w.expect("peers")
 		ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
@@ -215,12 +217,14 @@ func TestFlutterBadInput(t *testing.T) {
 		w.expectClose(websocket.StatusPolicyViolation)
 	})
 	t.Run("id too long", func(t *testing.T) {
+		leaveLobbyEmpty(t, s)
 		w := dialWS(t, s, "long", nil)
 		w.send(`{"type":"new","data":{"id":"` + strings.Repeat("x", 200) + `"}}`)
 		w.expectFlutterError("new", "BAD_PEER_INFO")
 		w.expectClose(websocket.StatusPolicyViolation)
 	})
 	t.Run("second new", func(t *testing.T) {
+		leaveLobbyEmpty(t, s)
 		w := dialFlutter(t, s, "twice")
 		w.expectPeers("twice")
 		w.send(`{"type":"new","data":{"id":"again"}}`)
@@ -228,6 +232,7 @@ func TestFlutterBadInput(t *testing.T) {
 		w.expectFlutterQuiet()
 	})
 	t.Run("signal after leave", func(t *testing.T) {
+		leaveLobbyEmpty(t, s)
 		w := dialFlutter(t, s, "leaver")
 		w.expectPeers("leaver")
 		w.send(`{"type":"leave","data":{}}`)
@@ -236,6 +241,7 @@ func TestFlutterBadInput(t *testing.T) {
 		w.expectFlutterQuiet()
 	})
 	t.Run("message too big", func(t *testing.T) {
+		leaveLobbyEmpty(t, s)
 		w := dialFlutter(t, s, "big")
 		w.expectPeers("big")
 		w.send(`{"type":"keepalive","data":{"pad":"` + strings.Repeat("x", 70000) + `"}}`)
