@@ -22,9 +22,10 @@ check-generated: ## fail if gen/ differs from a fresh buf generate
 	if ! diff -r gen "$$tmp/gen"; then echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
-lint: ## buf lint, buf format check, go vet, gofmt
+lint: ## buf lint, buf format check, buf breaking against the v1 baseline, go vet, gofmt
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	$(BUF) breaking --against proto/v1-baseline.binpb
 	go vet ./...
 	@out=$$(gofmt -l $(GO_FILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
