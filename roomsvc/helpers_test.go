@@ -197,8 +197,8 @@ func (ts *testService) dial(t testing.TB, opts []connect.ClientOption) *tmember 
 	hc := ts.shared
 	conns := &connLog{}
 	if hc == nil {
-		hc = platform.NewH2CClient()
-		tr := hc.Transport.(*http.Transport)
+		tr := platform.NewH2CTransport()
+		hc = &http.Client{Transport: platform.WholeMessages(tr)}
 		dial := tr.DialContext
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := dial(ctx, network, addr)

@@ -13,14 +13,20 @@ import (
 // NewH2CClient returns an HTTP client that speaks HTTP/2 without TLS (prior knowledge), which
 // Connect needs for bidirectional streams between services.
 func NewH2CClient() *http.Client {
+	return &http.Client{Transport: WholeMessages(NewH2CTransport())}
+}
+
+// NewH2CTransport returns the transport under NewH2CClient, for callers that adjust it (tests
+// that watch its connections) before wrapping it with WholeMessages.
+func NewH2CTransport() *http.Transport {
 	protocols := new(http.Protocols)
 	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
+	return &http.Transport{
 		Protocols:   protocols,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		// Idle connections between services are reused; HTTP/2 multiplexes calls on them.
 		IdleConnTimeout: 90 * time.Second,
-	}}
+	}
 }
 
 // ClientOptions returns the options every inter-service Connect client uses: tracing and
