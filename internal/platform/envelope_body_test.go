@@ -115,7 +115,9 @@ func TestEnvelopeBodyTruncated(t *testing.T) {
 }
 
 // echoJoin sends every signal it receives straight back.
-type echoJoin struct{ roomv1connect.UnimplementedRoomServiceHandler }
+type echoJoin struct {
+	roomv1connect.UnimplementedRoomServiceHandler
+}
 
 func (echoJoin) Join(_ context.Context, s *connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse]) error {
 	for {
