@@ -54,6 +54,9 @@ type Limits struct {
 	JoinBurst      int
 	// JoinBackoffMax caps the penalty that grows with each refused join from one address.
 	JoinBackoffMax time.Duration
+	// MaxSocketsPerAddress caps the /ws sockets one client address holds open at once, joined
+	// or not; the next upgrade is refused with 429 (socket_cap.go).
+	MaxSocketsPerAddress int
 }
 
 // Defaults for the limits. A call set-up is about 15 messages from each side, most of them ICE
@@ -70,6 +73,10 @@ const (
 	// A client joins right after it connects; 30 s leaves room for a person typing a PIN on a
 	// page that connects first.
 	defaultJoinTimeout = 30 * time.Second
+	// A 1:1 call holds two sockets; 64 lets 32 calls (or 64 people, each in a call with
+	// someone outside) run at once from one public address, which is more than a large office
+	// behind one NAT holds, while one address can pin at most ~5 MiB of socket state.
+	defaultMaxSocketsPerAddress = 64
 )
 
 // Bind registers the gateway's flags and environment variables.
@@ -94,6 +101,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.Func("ws-joins-per-minute", "WS_JOINS_PER_MINUTE", fmt.Sprint(defaultJoinsPerMinute), "sustained joins and resumes per minute per client address", parsePositiveFloat(&c.Limits.JoinsPerMinute))
 	v.PositiveInt(&c.Limits.JoinBurst, "ws-join-burst", "WS_JOIN_BURST", defaultJoinBurst, "joins one address may make at once before the per-minute rate applies")
 	v.Duration(&c.Limits.JoinBackoffMax, "ws-join-backoff-max", "WS_JOIN_BACKOFF_MAX", defaultJoinBackoffMax, "longest wait imposed on an address that keeps joining too fast")
+	v.PositiveInt(&c.Limits.MaxSocketsPerAddress, "ws-max-sockets-per-address", "WS_MAX_SOCKETS_PER_ADDRESS", defaultMaxSocketsPerAddress, "open /ws sockets one client address may hold at once, joined or not; more are refused with HTTP 429")
 	// 20 s keeps NAT and proxy mappings alive; 10 s for the pong finds a dead socket within 30 s.
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
 	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")
@@ -157,6 +165,9 @@ func (c Config) withDefaults() Config {
 	}
 	if l.JoinBackoffMax <= 0 {
 		l.JoinBackoffMax = defaultJoinBackoffMax
+	}
+	if l.MaxSocketsPerAddress <= 0 {
+		l.MaxSocketsPerAddress = defaultMaxSocketsPerAddress
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 20 * time.Second

@@ -27,6 +27,7 @@ type Gateway struct {
 	creds credv1connect.CredentialServiceClient
 	in    *instruments
 	joins *joinLimiter
+	socks *socketCap
 	edge  *edge.Edge // nil when DOMAIN is empty
 
 	mu       sync.Mutex
@@ -53,6 +54,7 @@ func New(cfg Config) (*Gateway, error) {
 		creds:    credv1connect.NewCredentialServiceClient(h2c, cfg.CredsvcURL, opts...),
 		in:       in,
 		joins:    newJoinLimiter(cfg.Limits),
+		socks:    newSocketCap(cfg.Limits.MaxSocketsPerAddress),
 		sessions: map[*session]struct{}{},
 	}
 	srv, err := platform.NewServer("gateway", cfg.Addr, cfg.Listener, cfg.Logger())
@@ -132,13 +134,28 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return nil
 }
 
-// serveWS upgrades /ws after the Origin check and runs the session on this goroutine.
+// serveWS upgrades /ws after the Origin check and the per-address socket cap, and starts the
+// session on a goroutine of its own.
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !originAllowed(r, g.cfg.AllowedOrigins) {
 		g.in.reject(r.Context(), rejectOrigin)
 		http.Error(w, "origin not allowed: open the page from this site, or add its origin to ALLOWED_ORIGINS", http.StatusForbidden)
 		return
 	}
+	addr := clientAddr(r)
+	if !g.socks.acquire(addr) {
+		g.in.reject(r.Context(), rejectSockets)
+		refuseSockets(w, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
+		return
+	}
+	if !g.serveSocket(w, r, addr) {
+		g.socks.release(addr)
+	}
+}
+
+// serveSocket upgrades and starts the session; false when no session started, so the caller
+// gives back the socket's slot (a started session gives it back when it ends).
+func (g *Gateway) serveSocket(w http.ResponseWriter, r *http.Request, addr string) bool {
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// Origin was checked above, against the configured list as well as the host.
 		InsecureSkipVerify: true,
@@ -147,19 +164,21 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		return // Accept has written the HTTP error
+		return false // Accept has written the HTTP error
 	}
-	s := newSession(g, conn, clientAddr(r))
+	s := newSession(g, conn, addr)
 	if !g.track(s) {
 		_ = conn.Close(websocket.StatusGoingAway, "server shutting down")
-		return
+		return false
 	}
 	// The session gets a goroutine of its own so this handler returns: net/http then drops
 	// the buffers it keeps for a handler in flight (about 8 KiB per idle socket, profiled).
 	go func() {
 		defer g.untrack(s)
+		defer g.socks.release(addr)
 		s.run()
 	}()
+	return true
 }
 
 func (g *Gateway) track(s *session) bool {

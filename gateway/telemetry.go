@@ -30,6 +30,8 @@ const (
 	rejectInvalid  = "invalid"
 	// rejectJoinTimeout: a socket closed because it did not join within WS_JOIN_TIMEOUT.
 	rejectJoinTimeout = "join_timeout"
+	// rejectSockets: an upgrade refused because the address holds WS_MAX_SOCKETS_PER_ADDRESS.
+	rejectSockets = "sockets"
 )
 
 // instruments are the gateway's tracer and metrics.
@@ -70,7 +72,7 @@ func newInstruments(tel platform.Telemetry) (*instruments, error) {
 	for _, t := range append([]string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume}, flutterClientTypes...) {
 		in.typeAttrs[t] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t)))
 	}
-	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid, rejectJoinTimeout} {
+	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid, rejectJoinTimeout, rejectSockets} {
 		in.rejectAttrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
 	}
 	return in, nil
