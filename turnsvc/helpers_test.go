@@ -301,10 +301,12 @@ func turnClient(t testing.TB, network string, s *Service, username, password str
 	return c
 }
 
-// udpPeer is a UDP echo server on loopback, standing for the remote side of a relay.
+// udpPeer is a UDP echo server on loopback, standing for the remote side of a relay. It is on
+// 127.0.0.2: 127.0.0.1 is turnsvc's own address in these tests, which relays may reach on relay
+// ports only.
 func udpPeer(t testing.TB) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
 	if err != nil {
 		t.Fatal(err)
 	}

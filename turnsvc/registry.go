@@ -59,9 +59,10 @@ type registry struct {
 	userQuota  int
 	maxAllocs  int
 	maxPeers   int
-	onReleased func(*allocation, string) // after an allocation is gone, outside the lock
-	udpOut     *net.UDPConn              // a TURN UDP socket, for ChannelData sent on the fast path
-	fast       sync.Map                  // netip.AddrPort of a UDP client → *allocation
+	onReleased func(*allocation, string)         // after an allocation is gone, outside the lock
+	onGuarded  func(*allocation, netip.AddrPort) // first datagram of an allocation the own-address guard dropped
+	udpOut     *net.UDPConn                      // a TURN UDP socket, for ChannelData sent on the fast path
+	fast       sync.Map                          // netip.AddrPort of a UDP client → *allocation
 
 	mu       sync.RWMutex
 	byPort   map[int]*allocation // every open relay socket, attached or not

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/turn/v4"
@@ -21,7 +22,7 @@ type relayGenerator struct {
 	inner   *turn.RelayAddressGeneratorPortRange
 	reg     *registry
 	bitrate int // bytes per second per allocation; 0 = no cap
-	// guard lists the server's own addresses that peers may use only to reach relay ports
+	// guard lists the server's own addresses, which peers may use only to reach relay ports
 	// (see settings.guardedOwnIPs).
 	guard []netip.Addr
 }
@@ -71,6 +72,7 @@ type relayConn struct {
 	reg      *registry
 	limit    *limiter
 	guard    []netip.Addr // own addresses reachable on relay ports only
+	guarded  atomic.Bool  // the guard has dropped a datagram of this allocation (logged once)
 	once     sync.Once
 }
 
@@ -150,9 +152,10 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 			peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
-	// The server's own relay IPs are allowed as peers only so that two relayed callers can
-	// reach each other: they must not open the server's other ports on those addresses.
-	if len(c.guard) > 0 && slices.Contains(c.guard, peer.Addr()) && !c.reg.isRelayPort(int(peer.Port())) {
+	// The server's own addresses are reachable as peers only so that two relayed callers can
+	// reach each other: they must not open the server's other ports (admin RPCs, SSH...).
+	if slices.Contains(c.guard, peer.Addr()) && !c.reg.isRelayPort(int(peer.Port())) {
+		c.refuseOwn(peer)
 		return len(p), nil
 	}
 	if c.limit != nil && !c.limit.allow(len(p)) {
@@ -173,6 +176,15 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 		c.a.pktsFrom.Add(^uint64(0))
 	}
 	return n, err
+}
+
+// refuseOwn counts a datagram the own-address guard dropped and reports the first one of the
+// allocation (not every one: a client may keep sending).
+func (c *relayConn) refuseOwn(peer netip.AddrPort) {
+	c.reg.st.peersDenied.Add(1)
+	if !c.guarded.Swap(true) && c.reg.onGuarded != nil {
+		c.reg.onGuarded(c.a, peer)
+	}
 }
 
 // Close is idempotent: turnsvc closes a relay to end an allocation, then pion closes it again.

@@ -36,6 +36,8 @@ type Service struct {
 	creds  *credCache
 	client credv1connect.CredentialServiceClient
 	tracer trace.Tracer
+	// guard is the server's own addresses, reachable by relays on relay ports only.
+	guard []netip.Addr
 
 	// proxyLn is TURN over TCP with PROXY headers from the edge; nil when not configured.
 	proxyLn *trackingListener
@@ -51,6 +53,10 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turnsvc: bad configuration:\n%w", err)
 	}
+	ifaces, err := interfaceIPs()
+	if err != nil {
+		return nil, fmt.Errorf("turnsvc: %w", err)
+	}
 	tel := cfg.Telemetry.OrDefault()
 	s := &Service{
 		cfg:    cfg,
@@ -58,9 +64,11 @@ func New(cfg Config) (*Service, error) {
 		log:    cfg.Logger(),
 		st:     newStats(),
 		tracer: tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
+		guard:  set.guardedOwnIPs(ifaces),
 	}
 	s.reg = newRegistry(s.st, cfg.UserQuota, cfg.MaxAllocations, cfg.MaxPermissions)
 	s.reg.onReleased = s.released
+	s.reg.onGuarded = s.guarded
 	opts, err := platform.ClientOptions(tel, cfg.InternalToken)
 	if err != nil {
 		return nil, fmt.Errorf("turnsvc: %w", err)
@@ -203,7 +211,7 @@ func (s *Service) startTURN() (*turn.Server, error) {
 		},
 		reg:     s.reg,
 		bitrate: s.cfg.MaxBitrate * 1000 / 8,
-		guard:   s.set.guardedOwnIPs(),
+		guard:   s.guard,
 	}
 	cfg := turn.ServerConfig{
 		Realm:         s.cfg.Realm,
@@ -340,6 +348,12 @@ func (s *Service) allocationCreated(src, dst net.Addr, _, username, _ string, re
 	default:
 		s.log.Debug("allocation created", "protocol", a.protocol, "client", a.client, "relay", a.relay.String(), "participant", a.participant)
 	}
+}
+
+// guarded logs the first datagram of an allocation dropped by the own-address guard.
+func (s *Service) guarded(a *allocation, peer netip.AddrPort) {
+	// Only the relay address: a.client is set by attach, which this datagram may race.
+	s.log.Debug("relay to a non-relay port of the server's own address refused", "relay", a.relay.String(), "peer", peer.String())
 }
 
 func (s *Service) released(a *allocation, reason string) {

@@ -67,7 +67,9 @@ PIDS+=($TURNSVC_PID)
 	--simple-log --no-stdout-log >"$WORK/coturn.log" 2>&1 &
 COTURN_PID=$!
 PIDS+=($COTURN_PID)
-"${PRIO[@]}" taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.1 -p $PEER_PORT >"$WORK/peer.log" 2>&1 &
+# The echo peer is on 127.0.0.2: 127.0.0.1 is turnsvc's own address, which relays reach on relay
+# ports only.
+"${PRIO[@]}" taskset -c "$CLIENT_CPU" turnutils_peer -L 127.0.0.2 -p $PEER_PORT >"$WORK/peer.log" 2>&1 &
 PIDS+=($!)
 
 # wait for credsvc to answer, then issue one credential
@@ -91,7 +93,7 @@ run_load() {
 	c0=$(cpu_ticks "$pid")
 	t0=$(date +%s.%N)
 	out=$("${PRIO[@]}" taskset -c "$CLIENT_CPU" timeout 300 turnutils_uclient -p "$port" -u "$USERNAME" -w "$PASSWORD" \
-		-e 127.0.0.1 -r $PEER_PORT -m "$CLIENTS" -n "$MSGS" -l "$LEN" -z "$INTERVAL" -c -X 127.0.0.1 2>&1)
+		-e 127.0.0.2 -r $PEER_PORT -m "$CLIENTS" -n "$MSGS" -l "$LEN" -z "$INTERVAL" -c -X 127.0.0.1 2>&1)
 	t1=$(date +%s.%N)
 	c1=$(cpu_ticks "$pid")
 	send=$(grep -o 'tot_send_msgs=[0-9]*' <<<"$out" | tail -1 | cut -d= -f2)
