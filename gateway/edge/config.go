@@ -51,6 +51,10 @@ type Config struct {
 	// DrainTimeout is how long relayed TURN connections and HTTP requests may run after
 	// shutdown begins.
 	DrainTimeout time.Duration
+	// HelloTimeout is how long a new connection on the HTTPS port may take to send its whole
+	// ClientHello; zero means 10 s. HandshakeTimeout bounds the whole handshake, certificate
+	// issuance by ACME included; zero means 1 min. Set in code (tests shorten them).
+	HelloTimeout, HandshakeTimeout time.Duration
 	// App is the application handler (the gateway's web client, /ws and health). Set in code.
 	App http.Handler
 }
@@ -204,6 +208,12 @@ func (c *Config) check() error {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = defaultHelloTimeout
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = defaultHandshakeTimeout
 	}
 	return errors.Join(errs...)
 }

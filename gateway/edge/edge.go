@@ -17,10 +17,16 @@ import (
 	"time"
 )
 
-// handshakeTimeout bounds a TLS handshake, so that idle or slow connections cannot pile up
-// before routing. An ACME order in progress can hold the first handshake of a name for a few
-// seconds; a minute leaves room for a slow CA.
-const handshakeTimeout = time.Minute
+// Handshake deadlines, so that silent or slow connections cannot pile up before routing (each
+// holds a descriptor, a goroutine and TLS buffers). A client sends its ClientHello at once,
+// in one or two packets: 10 s covers a slow mobile link and sheds silent and trickling
+// clients 6 times sooner than the whole-handshake bound. That bound stays a minute because an
+// ACME order in progress can hold the first handshake of a name for a few seconds, longer
+// with a slow CA.
+const (
+	defaultHelloTimeout     = 10 * time.Second
+	defaultHandshakeTimeout = time.Minute
+)
 
 // Edge serves HTTPS and TURN over TLS on one port.
 type Edge struct {
@@ -191,6 +197,9 @@ func (e *Edge) certKind() string {
 // tlsConfig returns the configuration for one ClientHello: the ALPN protocols depend on the
 // route, certificates on the name.
 func (e *Edge) tlsConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	// The ClientHello is in: the hello deadline set by handle is done, and what is left of
+	// the handshake (ACME included) runs under HandshakeTimeout.
+	_ = hello.Conn.SetReadDeadline(time.Time{})
 	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: e.certs.GetCertificate,

@@ -65,14 +65,18 @@ func (e *Edge) acceptTLS(ctx context.Context) error {
 		e.conns.Add(1)
 		go func() {
 			defer e.conns.Done()
-			e.handle(ctx, tls.Server(c, base))
+			e.handle(ctx, c, base)
 		}()
 	}
 }
 
-// handle completes the handshake and hands the connection to its route.
-func (e *Edge) handle(ctx context.Context, tc *tls.Conn) {
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+// handle completes the handshake and hands the connection to its route. The ClientHello must
+// arrive within HelloTimeout (a read deadline, which tlsConfig clears once the hello is read),
+// the whole handshake within HandshakeTimeout; routed connections carry no deadline of ours.
+func (e *Edge) handle(ctx context.Context, c net.Conn, base *tls.Config) {
+	_ = c.SetReadDeadline(time.Now().Add(e.cfg.HelloTimeout))
+	tc := tls.Server(c, base)
+	hctx, cancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		// Scanners and clients that do not trust the name's certificate end here; at debug
@@ -82,6 +86,7 @@ func (e *Edge) handle(ctx context.Context, tc *tls.Conn) {
 		_ = tc.Close()
 		return
 	}
+	_ = c.SetReadDeadline(time.Time{}) // tlsConfig cleared it already; routed connections must not inherit it
 	st := tc.ConnectionState()
 	if st.NegotiatedProtocol == acmeALPN {
 		e.in.routed(ctx, labelACME)
