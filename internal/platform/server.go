@@ -63,14 +63,14 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
 
-// Serve serves until ctx ends, then stops gracefully: health turns NOT_SERVING, the listener
-// closes, and in-flight calls get StopTimeout to finish. Long-lived streams are ended by the
-// services themselves, which watch the same ctx.
+// Serve serves until ctx ends, then stops gracefully: health turns NOT_SERVING (health Watch
+// streams are told, then ended), the listener closes, and in-flight calls get StopTimeout to
+// finish. Long-lived streams are ended by the services themselves, which watch the same ctx.
 func (s *Server) Serve(ctx context.Context) error {
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, s.services...)...)
 	s.mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	s.mux.Handle(grpchealth.NewHandler(s.health))
+	s.mux.Handle(healthHandler(s.health))
 	s.setStatus(grpchealth.StatusServing)
 
 	protocols := new(http.Protocols)
