@@ -114,10 +114,12 @@ func (quietTURN) NewLogger(scope string) logging.LeveledLogger {
 	return logging.NewDefaultLeveledLoggerForScope(scope, logging.LogLevelError, os.Stderr)
 }
 
-// echoPeer answers every UDP datagram with itself.
+// echoPeer answers every UDP datagram with itself. It listens on 127.0.0.2: 127.0.0.1 is
+// turnsvc's own address here, which relays may reach on relay ports only (docs/turn.md, the
+// own-address guard), so an echo peer there would never hear the relay.
 func echoPeer(t *testing.T) net.Addr {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	c, err := net.ListenPacket("udp4", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
