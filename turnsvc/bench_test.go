@@ -2,6 +2,7 @@ package turnsvc
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ func BenchmarkAllocate(b *testing.B) {
 	cfg.UserQuota = 1 << 20
 	cfg.MaxAllocations = 1 << 20
 	s, _ := startTurn(b, cfg)
+	unthrottle(s) // every allocation comes from 127.0.0.1, one after the other
 	for _, mode := range []string{"cold", "cached"} {
 		b.Run(mode, func(b *testing.B) {
 			u, p := cred.issue("bench-cached", time.Hour)
@@ -52,5 +54,49 @@ func BenchmarkAllocate(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds()), "p99-µs")
 		})
+	}
+}
+
+// unthrottle lifts the lookup budgets (authbudget.go) of s, for benchmarks that measure a
+// stream of cold lookups from one address rather than what a flood may cost.
+func unthrottle(s *Service) {
+	s.ipLimit.mu.Lock()
+	s.ipLimit.burst, s.ipLimit.rate = 1e9, 1e9
+	s.ipLimit.mu.Unlock()
+	for _, l := range append([]*loopBudget{s.otherLoop}, loopBudgets(s)...) {
+		l.mu.Lock()
+		l.share = 1
+		l.mu.Unlock()
+	}
+}
+
+func loopBudgets(s *Service) []*loopBudget {
+	var out []*loopBudget
+	for _, c := range s.loops {
+		out = append(out, c.budget)
+	}
+	return out
+}
+
+// BenchmarkLookupBudget is what the budgets add to a lookup that must ask credsvc: finding the
+// read loop (16 sockets, the client on the last), its budget and the client's bucket.
+func BenchmarkLookupBudget(b *testing.B) {
+	s := &Service{ipLimit: newIPLimiter(), otherLoop: newLoopBudget(250 * time.Millisecond)}
+	var src *net.UDPAddr
+	for i := range 16 {
+		c := &fencedPacketConn{budget: newLoopBudget(250 * time.Millisecond)}
+		src = &net.UDPAddr{IP: net.IPv4(192, 0, 2, byte(i)), Port: 40000}
+		c.cur.Store(src)
+		s.loops = append(s.loops, c)
+	}
+	s.ipLimit.burst, s.ipLimit.rate = 1e9, 1e9
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		l := s.loopOf(src)
+		if l.grant(now) == 0 || !s.ipLimit.allow(clientIP(src), now) {
+			b.Fatal("throttled")
+		}
+		l.spend(0)
 	}
 }

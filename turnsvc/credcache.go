@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Results of a credential check (the `result` label of tuturu.turn.auth).
@@ -17,6 +19,7 @@ const (
 	resultRevoked       = "revoked"
 	resultUnknownSecret = "unknown_secret"
 	resultUnavailable   = "unavailable" // credsvc did not answer in time
+	resultThrottled     = "throttled"   // over a lookup budget (authbudget.go); not asked
 )
 
 // verdict is what is known about one TURN username.
@@ -37,6 +40,7 @@ type credCache struct {
 	negativeTTL  time.Duration // how long a refusal is remembered
 	unavailTTL   time.Duration // how long "credsvc did not answer" is remembered
 	maxEntries   int
+	maxFlights   int // Validate calls in flight at once
 	now          func() time.Time
 
 	mu       sync.Mutex
@@ -65,6 +69,7 @@ func newCredCache(fetch func(ctx context.Context, username, realm string) verdic
 		negativeTTL: 5 * time.Second,
 		unavailTTL:  time.Second,
 		maxEntries:  100_000,
+		maxFlights:  maxLookupFlights,
 		now:         time.Now,
 		entries:     map[string]cacheEntry{},
 		inflight:    map[string]*flight{},
@@ -96,25 +101,35 @@ func (c *credCache) lookup(username string) (verdict, bool) {
 	return verdict{}, false
 }
 
-// resolve answers a username that lookup did not know. What the username itself shows
-// (malformed, expired) is answered locally. Otherwise one Validate per username is in flight at
-// a time, and the caller waits for it at most wait: a slower answer still lands in the cache
-// for the client's next attempt.
-func (c *credCache) resolve(username, realm string, wait time.Duration) verdict {
-	expiry, ok := usernameExpiry(username)
+// refuseLocally answers what the username itself shows, without asking credsvc: not in
+// credsvc's format (malformed), or past its expiry. ok is false when only credsvc can tell.
+// These refusals are not cached: recomputing them is cheaper than remembering a flood of them.
+func (c *credCache) refuseLocally(username string) (verdict, bool) {
+	expiry, ok := wellFormed(username)
 	if !ok {
-		v := verdict{result: resultMalformed}
-		c.store(username, v)
-		return v
+		return verdict{result: resultMalformed}, true
 	}
 	if !c.now().Before(expiry) {
-		v := verdict{result: resultExpired}
-		c.store(username, v)
+		return verdict{result: resultExpired}, true
+	}
+	return verdict{}, false
+}
+
+// resolve answers a username that lookup did not know. What the username itself shows is
+// answered locally. Otherwise one Validate per username is in flight at a time (concurrent
+// callers share it), at most maxFlights in all (beyond: throttled), and the caller waits for it
+// at most wait: a slower answer still lands in the cache for the client's next attempt.
+func (c *credCache) resolve(username, realm string, wait time.Duration) verdict {
+	if v, bad := c.refuseLocally(username); bad {
 		return v
 	}
 	c.mu.Lock()
 	f, ok := c.inflight[username]
 	if !ok {
+		if len(c.inflight) >= c.maxFlights {
+			c.mu.Unlock()
+			return verdict{result: resultThrottled}
+		}
 		f = &flight{done: make(chan struct{})}
 		c.inflight[username] = f
 		go c.run(f, username, realm)
@@ -252,6 +267,47 @@ func (c *credCache) size() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)
+}
+
+// Limits of credsvc's username format (docs/credentials.md).
+const (
+	maxUsernameLen    = 513 // STUN's limit for USERNAME
+	maxParticipantLen = 128
+	keyIDLen          = 8
+)
+
+// wellFormed reports whether username has credsvc's format, `<unix expiry>:<participant>:<key
+// id>` (participant: 1-128 bytes of UTF-8 without spaces or control characters, and may hold
+// colons; key id: 8 lowercase hex digits), and returns its expiry. It mirrors credsvc's own
+// MALFORMED check, so that nothing credsvc would call malformed costs an RPC.
+func wellFormed(username string) (time.Time, bool) {
+	if len(username) > maxUsernameLen || !utf8.ValidString(username) {
+		return time.Time{}, false
+	}
+	expiry, ok := usernameExpiry(username)
+	if !ok || username[0] == '+' {
+		return time.Time{}, false
+	}
+	first := strings.IndexByte(username, ':')
+	last := strings.LastIndexByte(username, ':')
+	if last <= first+1 {
+		return time.Time{}, false
+	}
+	participant, kid := username[first+1:last], username[last+1:]
+	if len(kid) != keyIDLen || len(participant) > maxParticipantLen {
+		return time.Time{}, false
+	}
+	for i := range len(kid) {
+		if b := kid[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return time.Time{}, false
+		}
+	}
+	for _, r := range participant {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return time.Time{}, false
+		}
+	}
+	return expiry, true
 }
 
 // usernameExpiry parses the `<unix expiry>:` prefix of a coturn REST username.

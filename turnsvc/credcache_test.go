@@ -3,6 +3,7 @@ package turnsvc
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,7 @@ func validIn(d time.Duration, participant string) func(context.Context, string, 
 }
 
 func user(ttl time.Duration, id string) string {
-	return fmt.Sprintf("%d:%s", time.Now().Add(ttl).Unix(), id)
+	return fmt.Sprintf("%d:%s:%s", time.Now().Add(ttl).Unix(), id, testKeyID)
 }
 
 func TestCredCacheHitMissAndLocalChecks(t *testing.T) {
@@ -38,13 +39,32 @@ func TestCredCacheHitMissAndLocalChecks(t *testing.T) {
 		t.Fatalf("lookup after resolve = %+v, %v", v, hit)
 	}
 	// malformed and expired usernames never reach credsvc
-	for _, bad := range []string{"nocolon", ":x", "abc:x", "-5:x", user(-time.Minute, "old")} {
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, bad := range []string{"nocolon", ":x", "abc:x", "-5:x", user(-time.Minute, "old"),
+		fmt.Sprintf("%d:p", exp),                    // coturn's plain <expiry>:<id>, no key id
+		fmt.Sprintf("%d::%s", exp, testKeyID),       // empty participant
+		fmt.Sprintf("%d:p:0A1B2C3D", exp),           // key id not lowercase
+		fmt.Sprintf("%d:p:0a1b2c3", exp),            // key id too short
+		fmt.Sprintf("+%d:p:%s", exp, testKeyID),     // sign
+		fmt.Sprintf("%d:a b:%s", exp, testKeyID),    // space
+		fmt.Sprintf("%d:a\x00b:%s", exp, testKeyID), // control character
+		fmt.Sprintf("%d:\xff:%s", exp, testKeyID),   // not UTF-8
+		user(time.Hour, strings.Repeat("x", 129)),   // participant too long
+		user(time.Hour, strings.Repeat("x:", 300)),  // username too long
+	} {
 		if v := c.resolve(bad, "r", time.Second); v.valid() {
 			t.Errorf("resolve(%q) valid", bad)
 		}
 	}
 	if calls.Load() != 1 {
 		t.Errorf("%d calls to credsvc, want 1", calls.Load())
+	}
+	if n := c.size(); n != 1 {
+		t.Errorf("%d cached entries, want 1: local refusals are not remembered", n)
+	}
+	// a participant with colons is well-formed (credsvc allows them)
+	if _, ok := wellFormed(user(time.Hour, "a:b:c")); !ok {
+		t.Error("participant with colons refused")
 	}
 }
 
@@ -156,5 +176,40 @@ func TestCredCacheBound(t *testing.T) {
 	c.store(user(time.Hour, "keep"), verdict{result: resultValid, key: []byte("k"), expires: time.Now().Add(time.Hour)})
 	if _, hit := c.lookup(user(time.Hour, "keep")); !hit {
 		t.Error("valid entry dropped when the cache is full")
+	}
+}
+
+// TestCredCacheFlightCap: at most maxFlights Validate calls are in flight; beyond, a new
+// username is throttled at once, while a caller of a username already in flight shares it.
+func TestCredCacheFlightCap(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int64
+	c := newCredCache(func(ctx context.Context, u, r string) verdict {
+		calls.Add(1)
+		<-release
+		return validIn(time.Hour, "p")(ctx, u, r)
+	})
+	c.maxFlights = 2
+	for i := range 2 {
+		if v := c.resolve(user(time.Hour, fmt.Sprint("p", i)), "r", 10*time.Millisecond); v.result != resultUnavailable {
+			t.Fatalf("resolve %d = %+v, want unavailable (in flight)", i, v)
+		}
+	}
+	if v := c.resolve(user(time.Hour, "p2"), "r", time.Second); v.result != resultThrottled {
+		t.Errorf("third username = %+v, want throttled", v)
+	}
+	if v := c.resolve(user(time.Hour, "p0"), "r", 10*time.Millisecond); v.result != resultUnavailable {
+		t.Errorf("username in flight = %+v, want unavailable (shared flight)", v)
+	}
+	close(release)
+	eventually(t, 2*time.Second, "flights done", func() bool {
+		v, hit := c.lookup(user(time.Hour, "p1"))
+		return hit && v.valid()
+	})
+	if v := c.resolve(user(time.Hour, "p2"), "r", time.Second); !v.valid() {
+		t.Errorf("after the flights ended = %+v, want valid", v)
+	}
+	if calls.Load() != 3 {
+		t.Errorf("%d calls, want 3", calls.Load())
 	}
 }

@@ -35,6 +35,10 @@ type fencedPacketConn struct {
 	// addrs hands out one *net.UDPAddr per client instead of one per datagram. Only pion's read
 	// loop of this socket calls ReadFrom, so it needs no lock; pion only reads the addresses.
 	addrs map[netip.AddrPort]*net.UDPAddr
+	// cur is the client of the datagram pion is handling, so that the AuthHandler can tell which
+	// read loop it holds (Service.loopOf); budget is that loop's lookup budget.
+	cur    atomic.Pointer[net.UDPAddr]
+	budget *loopBudget
 }
 
 // maxCachedAddrs bounds addrs; when full it starts over (a few allocations, then warm again).
@@ -65,6 +69,7 @@ func (c *fencedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		addr = net.UDPAddrFromAddrPort(ap)
 		c.addrs[ap] = addr
 	}
+	c.cur.Store(addr)
 	return n, addr, nil
 }
 

@@ -37,7 +37,7 @@ const testRealm = "tuturu"
 type testCredsvc struct {
 	credv1connect.UnimplementedCredentialServiceHandler
 	secret []byte
-	delay  time.Duration // added to each Validate
+	delay  atomic.Int64 // nanoseconds added to each Validate (settable while serving)
 	calls  atomic.Int64
 
 	mu       sync.Mutex
@@ -55,9 +55,13 @@ func newTestCredsvc() *testCredsvc {
 	}
 }
 
+// testKeyID is the key id in the usernames testCredsvc issues (credsvc's format,
+// `<expiry>:<participant>:<key id>`).
+const testKeyID = "0a1b2c3d"
+
 // issue returns a username and password for participant valid for ttl (negative: expired).
 func (c *testCredsvc) issue(participant string, ttl time.Duration) (string, string) {
-	u := fmt.Sprintf("%d:%s", time.Now().Add(ttl).Unix(), participant)
+	u := fmt.Sprintf("%d:%s:%s", time.Now().Add(ttl).Unix(), participant, testKeyID)
 	return u, c.password(u)
 }
 
@@ -69,15 +73,17 @@ func (c *testCredsvc) password(username string) string {
 
 func (c *testCredsvc) Validate(ctx context.Context, req *connect.Request[credv1.ValidateRequest]) (*connect.Response[credv1.ValidateResponse], error) {
 	c.calls.Add(1)
-	if c.delay > 0 {
+	if d := time.Duration(c.delay.Load()); d > 0 {
 		select {
-		case <-time.After(c.delay):
+		case <-time.After(d):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 	u := req.Msg.GetUsername()
-	head, participant, ok := strings.Cut(u, ":")
+	head, rest, ok := strings.Cut(u, ":")
+	participant, kid, ok2 := cutLast(rest, ":")
+	ok = ok && ok2 && kid == testKeyID
 	secs, err := strconv.ParseInt(head, 10, 64)
 	res := &credv1.ValidateResponse{}
 	switch {
@@ -101,6 +107,13 @@ func (c *testCredsvc) Validate(ctx context.Context, req *connect.Request[credv1.
 		}
 	}
 	return connect.NewResponse(res), nil
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }
 
 func (c *testCredsvc) WatchRevocations(ctx context.Context, _ *connect.Request[credv1.WatchRevocationsRequest], stream *connect.ServerStream[credv1.WatchRevocationsResponse]) error {

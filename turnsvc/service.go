@@ -38,6 +38,11 @@ type Service struct {
 	tracer trace.Tracer
 	// guard is the server's own addresses, reachable by relays on relay ports only.
 	guard []netip.Addr
+	// loops are the UDP sockets pion reads, each with its lookup budget (authbudget.go);
+	// otherLoop serves a UDP client no loop claims (not expected). Set by startTURN.
+	loops     []*fencedPacketConn
+	otherLoop *loopBudget
+	ipLimit   *ipLimiter
 
 	// proxyLn is TURN over TCP with PROXY headers from the edge; nil when not configured.
 	proxyLn *trackingListener
@@ -59,12 +64,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	tel := cfg.Telemetry.OrDefault()
 	s := &Service{
-		cfg:    cfg,
-		set:    set,
-		log:    cfg.Logger(),
-		st:     newStats(),
-		tracer: tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
-		guard:  set.guardedOwnIPs(ifaces),
+		cfg:       cfg,
+		set:       set,
+		log:       cfg.Logger(),
+		st:        newStats(),
+		tracer:    tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
+		guard:     set.guardedOwnIPs(ifaces),
+		ipLimit:   newIPLimiter(),
+		otherLoop: newLoopBudget(cfg.AuthTimeout),
 	}
 	s.reg = newRegistry(s.st, cfg.UserQuota, cfg.MaxAllocations, cfg.MaxPermissions)
 	s.reg.onReleased = s.released
@@ -235,8 +242,11 @@ func (s *Service) startTURN() (*turn.Server, error) {
 	}
 	s.reg.udpOut, _ = s.lns.udp[0].(*net.UDPConn)
 	for _, pc := range s.lns.udp {
+		fc := newFencedPacketConn(pc, s.reg)
+		fc.budget = newLoopBudget(s.cfg.AuthTimeout)
+		s.loops = append(s.loops, fc)
 		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: newFencedPacketConn(pc, s.reg), RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: fc, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 	}
 	cfg.ListenerConfigs = append(cfg.ListenerConfigs, turn.ListenerConfig{
@@ -257,7 +267,7 @@ func (s *Service) startTURN() (*turn.Server, error) {
 
 // authenticate is pion's AuthHandler. It runs on the read loop of the socket the request came
 // in on: answers come from a live allocation or the cache; only a username never seen before
-// waits for credsvc, and at most AuthTimeout.
+// waits for credsvc, within the lookup budgets (authbudget.go) and at most AuthTimeout.
 func (s *Service) authenticate(username, realm string, src net.Addr) ([]byte, bool) {
 	if key, ok := s.reg.liveKey(src, username); ok {
 		s.st.authResult(resultCached)
@@ -269,7 +279,7 @@ func (s *Service) authenticate(username, realm string, src net.Addr) ([]byte, bo
 	}
 	v, hit := s.creds.lookup(username)
 	if !hit {
-		v = s.creds.resolve(username, realm, s.cfg.AuthTimeout)
+		v = s.lookupBudgeted(username, realm, src)
 	}
 	result := v.result
 	if hit && v.valid() {
@@ -281,6 +291,48 @@ func (s *Service) authenticate(username, realm string, src net.Addr) ([]byte, bo
 		return nil, false
 	}
 	return v.key, true
+}
+
+// lookupBudgeted asks credsvc about a username the cache does not know, unless the username
+// cannot be valid or the lookup is over budget: the read loop's share of waiting time, the
+// client address's rate, the calls in flight. Over budget it answers throttled at once.
+func (s *Service) lookupBudgeted(username, realm string, src net.Addr) verdict {
+	if v, bad := s.creds.refuseLocally(username); bad {
+		return v
+	}
+	now := time.Now()
+	wait := s.cfg.AuthTimeout
+	loop := s.loopOf(src)
+	if loop != nil {
+		if wait = min(wait, loop.grant(now)); wait == 0 {
+			return verdict{result: resultThrottled}
+		}
+	}
+	if !s.ipLimit.allow(clientIP(src), now) {
+		return verdict{result: resultThrottled}
+	}
+	v := s.creds.resolve(username, realm, wait)
+	if loop != nil {
+		loop.spend(time.Since(now))
+	}
+	return v
+}
+
+// loopOf returns the budget of the UDP read loop handling src's request: the socket whose
+// last datagram handed to pion came from src (a read loop handles one datagram at a time, and
+// fencedPacketConn hands out one *net.UDPAddr per client). TCP and TLS clients have a read
+// loop of their own per connection, whose waiting stalls no one else: nil.
+func (s *Service) loopOf(src net.Addr) *loopBudget {
+	u, ok := src.(*net.UDPAddr)
+	if !ok {
+		return nil
+	}
+	for _, c := range s.loops {
+		if c.cur.Load() == u {
+			return c.budget
+		}
+	}
+	return s.otherLoop
 }
 
 // quota is pion's QuotaHandler, called for Allocate only.

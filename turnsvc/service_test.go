@@ -306,7 +306,7 @@ func TestCredsvcDown(t *testing.T) {
 // retry without another call.
 func TestColdMissBoundedWait(t *testing.T) {
 	cred := newTestCredsvc()
-	cred.delay = 400 * time.Millisecond
+	cred.delay.Store(int64(400 * time.Millisecond))
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)
 	cfg.AuthTimeout = 100 * time.Millisecond
