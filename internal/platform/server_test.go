@@ -28,6 +28,9 @@ func startServer(t *testing.T) (base string, cancel func(), served <-chan struct
 	}
 	srv.StopTimeout = time.Second
 	srv.Handle("/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Headers first: a client that has them knows the call is in flight on the server.
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
 		time.Sleep(300 * time.Millisecond)
 		_, _ = w.Write([]byte("finished"))
 	}))
@@ -97,18 +100,23 @@ func TestServerGracefulStop(t *testing.T) {
 	if ev := <-watch; ev.Err != nil || ev.Response.Status != grpchealth.StatusServing {
 		t.Fatalf("first watch event = %+v, want SERVING", ev)
 	}
+	// The stop must come while the slow call runs: its headers say the handler has started
+	// (a fixed sleep did not, on a loaded machine the request could still be unsent).
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/slow", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("slow call: %v", err)
+	}
+	defer res.Body.Close()
 	slow := make(chan string, 1)
 	go func() {
-		res, err := http.Get(base + "/slow")
+		b, err := io.ReadAll(res.Body)
 		if err != nil {
 			slow <- err.Error()
 			return
 		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
 		slow <- string(b)
 	}()
-	time.Sleep(50 * time.Millisecond) // let the slow call start before the stop
 	stop()
 
 	if ev := <-watch; ev.Err != nil || ev.Response.Status != grpchealth.StatusNotServing {
