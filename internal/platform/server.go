@@ -2,7 +2,6 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,6 +23,9 @@ type Server struct {
 	log      *slog.Logger
 	// StopTimeout bounds how long in-flight calls may take to finish after a stop.
 	StopTimeout time.Duration
+	// StopIdleGrace: once no call has been in flight this long during a stop, the connections
+	// left are closed rather than waited for (see defaultStopIdleGrace).
+	StopIdleGrace time.Duration
 	// IdleTimeout closes a keep-alive connection (HTTP/1.1, or HTTP/2 with no stream open)
 	// that has been idle this long, so idle clients cannot hold sockets forever.
 	IdleTimeout time.Duration
@@ -38,13 +40,14 @@ func NewServer(name, addr string, ln net.Listener, log *slog.Logger) (*Server, e
 		}
 	}
 	return &Server{
-		name:        name,
-		ln:          ln,
-		mux:         http.NewServeMux(),
-		health:      grpchealth.NewStaticChecker(),
-		log:         log.With("server", name),
-		StopTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute,
+		name:          name,
+		ln:            ln,
+		mux:           http.NewServeMux(),
+		health:        grpchealth.NewStaticChecker(),
+		log:           log.With("server", name),
+		StopTimeout:   10 * time.Second,
+		StopIdleGrace: defaultStopIdleGrace,
+		IdleTimeout:   2 * time.Minute,
 	}, nil
 }
 
@@ -76,8 +79,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	var calls inFlight
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           calls.wrap(s.mux),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold connections
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -102,10 +106,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("stopping: health is NOT_SERVING, waiting for in-flight calls", "timeout", s.StopTimeout.String())
 	stopCtx, cancel := context.WithTimeout(context.Background(), s.StopTimeout)
 	defer cancel()
-	err := srv.Shutdown(stopCtx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn("calls still running after the stop timeout; closing them")
-		err = srv.Close()
+	timedOut, err := calls.shutdown(stopCtx, srv, s.StopIdleGrace)
+	if timedOut {
+		s.log.Warn("calls still running after the stop timeout; closed them")
 	}
 	if err != nil {
 		return fmt.Errorf("%s: stop: %w", s.name, err)

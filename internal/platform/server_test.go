@@ -139,3 +139,54 @@ func TestServerGracefulStop(t *testing.T) {
 		t.Fatal("server still accepts connections after stop")
 	}
 }
+
+// A connection the graceful stop never sees idle (here: half a request header, which net/http
+// would hold until ReadHeaderTimeout, 10 s) does not hold the stop once no call is in flight:
+// it is closed after StopIdleGrace. StopTimeout is long and net/http itself gives up on such a
+// connection after 5 s, so only that rule can end the stop sooner.
+func TestStopClosesConnectionsNeverSeenIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer("test", "", ln, NewLogger(io.Discard, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.StopTimeout = 60 * time.Second
+	srv.StopIdleGrace = 50 * time.Millisecond
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+
+	conn, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// A full request on another connection proves the server has read the half one's bytes
+	// scheduling aside; the half header then sits in net/http's reader.
+	if res, err := http.Get("http://" + ln.Addr().String() + "/nothing"); err == nil {
+		res.Body.Close()
+	}
+	begun := time.Now()
+	stop()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(4 * time.Second): // below net/http's 5 s, 80 times StopIdleGrace
+		t.Fatal("the stop waited for a connection with no call in flight")
+	}
+	// The server closed the half-open connection.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after the stop")
+	}
+	t.Logf("stop took %v", time.Since(begun).Round(time.Millisecond))
+}
