@@ -2,8 +2,6 @@ package platform
 
 import (
 	"context"
-	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -16,14 +14,7 @@ import (
 // in-flight timeout. The timeout is long so that returning before it is no timing accident.
 func TestStopEndsHealthWatches(t *testing.T) {
 	const stopTimeout = 30 * time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer("test", "", ln, NewLogger(io.Discard, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t)
 	srv.StopTimeout = stopTimeout
 	srv.Register("test.Service", "/test.Service/", connect.NewUnaryHandler("/test.Service/Nothing", func(context.Context, *connect.Request[struct{}]) (*connect.Response[struct{}], error) {
 		return nil, connect.NewError(connect.CodeUnimplemented, nil)
@@ -32,7 +23,7 @@ func TestStopEndsHealthWatches(t *testing.T) {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	base := "http://" + ln.Addr().String()
+	base := "http://" + srv.Addr().String()
 
 	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

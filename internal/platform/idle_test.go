@@ -14,14 +14,7 @@ import (
 // closed after IdleTimeout (net/http keeps it forever when no timeout is set), so idle
 // clients of the public gateway port cannot hold sockets without end.
 func TestServerClosesIdleConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer("test", "", ln, NewLogger(io.Discard, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t)
 	if srv.IdleTimeout <= 0 {
 		t.Fatalf("IdleTimeout defaults to %v: idle connections are never closed", srv.IdleTimeout)
 	}
@@ -35,7 +28,7 @@ func TestServerClosesIdleConnections(t *testing.T) {
 	}()
 	defer func() { stop(); <-done }()
 
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,8 @@ const testToken = "a-test-token-that-is-long-enough"
 
 // startServer serves a Server with a slow plain handler and a token-guarded Connect service
 // (the health service doubles as one) until the returned cancel is called.
-func startServer(t *testing.T) (base string, cancel func(), served <-chan struct{}) {
+// newTestServer returns a Server on a loopback port that logs nowhere.
+func newTestServer(t *testing.T) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,6 +27,12 @@ func startServer(t *testing.T) (base string, cancel func(), served <-chan struct
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv
+}
+
+func startServer(t *testing.T) (base string, cancel func(), served <-chan struct{}) {
+	t.Helper()
+	srv := newTestServer(t)
 	srv.StopTimeout = time.Second
 	srv.Handle("/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Headers first: a client that has them knows the call is in flight on the server.
@@ -54,7 +61,7 @@ func startServer(t *testing.T) (base string, cancel func(), served <-chan struct
 			t.Error("server did not stop")
 		}
 	})
-	return "http://" + ln.Addr().String(), stop, done
+	return "http://" + srv.Addr().String(), stop, done
 }
 
 func TestServerHealthAndReflectionForBothProtocols(t *testing.T) {
@@ -145,14 +152,7 @@ func TestServerGracefulStop(t *testing.T) {
 // it is closed after StopIdleGrace. StopTimeout is long and net/http itself gives up on such a
 // connection after 5 s, so only that rule can end the stop sooner.
 func TestStopClosesConnectionsNeverSeenIdle(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer("test", "", ln, NewLogger(io.Discard, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t)
 	srv.StopTimeout = 60 * time.Second
 	srv.StopIdleGrace = 50 * time.Millisecond
 	ctx, stop := context.WithCancel(context.Background())
@@ -160,7 +160,7 @@ func TestStopClosesConnectionsNeverSeenIdle(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
 
-	conn, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	conn, err := net.DialTimeout("tcp", srv.Addr().String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestStopClosesConnectionsNeverSeenIdle(t *testing.T) {
 	}
 	// A full request on another connection proves the server has read the half one's bytes
 	// scheduling aside; the half header then sits in net/http's reader.
-	if res, err := http.Get("http://" + ln.Addr().String() + "/nothing"); err == nil {
+	if res, err := http.Get("http://" + srv.Addr().String() + "/nothing"); err == nil {
 		res.Body.Close()
 	}
 	begun := time.Now()
