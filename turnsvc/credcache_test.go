@@ -99,14 +99,19 @@ func TestCredCacheNegativeTTL(t *testing.T) {
 	}
 }
 
-func TestCredCacheSingleFlightAndBoundedWait(t *testing.T) {
-	release := make(chan struct{})
-	var calls atomic.Int64
-	c := newCredCache(func(ctx context.Context, u, r string) verdict {
+// heldValidate is a Validate that counts its calls and answers valid once release is closed.
+func heldValidate(release <-chan struct{}, calls *atomic.Int64) func(ctx context.Context, u, r string) verdict {
+	return func(ctx context.Context, u, r string) verdict {
 		calls.Add(1)
 		<-release
 		return validIn(time.Hour, "p")(ctx, u, r)
-	})
+	}
+}
+
+func TestCredCacheSingleFlightAndBoundedWait(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int64
+	c := newCredCache(heldValidate(release, &calls))
 	u := user(time.Hour, "p")
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -184,11 +189,7 @@ func TestCredCacheBound(t *testing.T) {
 func TestCredCacheFlightCap(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int64
-	c := newCredCache(func(ctx context.Context, u, r string) verdict {
-		calls.Add(1)
-		<-release
-		return validIn(time.Hour, "p")(ctx, u, r)
-	})
+	c := newCredCache(heldValidate(release, &calls))
 	c.maxFlights = 2
 	for i := range 2 {
 		if v := c.resolve(user(time.Hour, fmt.Sprint("p", i)), "r", 10*time.Millisecond); v.result != resultUnavailable {
