@@ -34,9 +34,16 @@ func (w wholeMessages) RoundTrip(req *http.Request) (*http.Response, error) {
 	return w.next.RoundTrip(&r)
 }
 
-// envelopeFramed reports whether a content type's body is a sequence of enveloped messages.
+// envelopeFramed reports whether a content type's body is a sequence of enveloped messages
+// in binary (grpc-web-text is base64 of them, so its bytes are not prefixes).
 func envelopeFramed(contentType string) bool {
-	return strings.HasPrefix(contentType, "application/connect+") || strings.HasPrefix(contentType, "application/grpc")
+	switch {
+	case strings.HasPrefix(contentType, "application/grpc-web-text"):
+		return false
+	case strings.HasPrefix(contentType, "application/connect+"), strings.HasPrefix(contentType, "application/grpc"):
+		return true
+	}
+	return false
 }
 
 // envelopeBody returns at most one message per Read, and a whole one (prefix and payload)

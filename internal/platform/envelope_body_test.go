@@ -219,3 +219,22 @@ func BenchmarkStreamRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+func TestEnvelopeFramed(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/connect+proto":       true,
+		"application/connect+json":        true,
+		"application/grpc":                true,
+		"application/grpc+proto":          true,
+		"application/grpc-web+proto":      true,
+		"application/grpc-web-text":       false,
+		"application/grpc-web-text+proto": false,
+		"application/proto":               false,
+		"application/json":                false,
+		"":                                false,
+	} {
+		if got := envelopeFramed(ct); got != want {
+			t.Errorf("envelopeFramed(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -189,4 +190,32 @@ func TestStopClosesConnectionsNeverSeenIdle(t *testing.T) {
 		t.Fatal("connection still open after the stop")
 	}
 	t.Logf("stop took %v", time.Since(begun).Round(time.Millisecond))
+}
+
+// The idle rule looks at the last call, not only at this instant: a call that came and went
+// since the last look keeps the server from counting as quiet; once a stop has decided to
+// close, calls that still arrive are refused with 503 rather than cut off mid-way.
+func TestStopIdleRuleSeesShortCalls(t *testing.T) {
+	var f inFlight
+	h := f.wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	if !f.quietFor(time.Second, time.Now()) {
+		t.Fatal("a server that never ran a call is not quiet")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("call answered %d", rec.Code)
+	}
+	if f.quietFor(time.Second, time.Now()) {
+		t.Fatal("quiet right after a call ended")
+	}
+	if !f.quietFor(time.Second, time.Now().Add(2*time.Second)) {
+		t.Fatal("not quiet a grace after the last call")
+	}
+	f.closing.Store(true)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("call while closing answered %d, want 503", rec.Code)
+	}
 }
