@@ -3,6 +3,7 @@ package gateway
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -33,13 +34,25 @@ func originAllowed(r *http.Request, allowed []string) bool {
 	return false
 }
 
-// clientAddr is the address joins are counted against: the TCP peer's IP, without the port.
+// clientAddr is the key the per-client limits (joins, open sockets, /api/turn) count against:
+// the TCP peer's IPv4 address, or the /64 of an IPv6 peer — one subscriber usually holds a
+// whole /64 and could otherwise rotate addresses inside it to escape every limit.
 func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			return host
+		}
 		return r.RemoteAddr
 	}
-	return host
+	ip := ap.Addr().Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	if p, err := ip.WithZone("").Prefix(64); err == nil {
+		return p.String()
+	}
+	return ip.String()
 }
 
 // bucket is a token bucket; the caller serialises access.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"flag"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -122,5 +123,25 @@ func TestConfigBind(t *testing.T) {
 	err := v.Resolve()
 	if err == nil || !strings.Contains(err.Error(), "ALLOWED_ORIGINS") || !strings.Contains(err.Error(), "WS_JOINS_PER_MINUTE") {
 		t.Fatalf("bad values: error %v, want both variables named", err)
+	}
+}
+
+// Limits count an IPv4 peer by its address and an IPv6 peer by its /64, so rotating addresses
+// inside one's own /64 does not escape them.
+func TestClientAddrKeys(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.1:443":            "192.0.2.1",
+		"[::ffff:192.0.2.1]:443":   "192.0.2.1",
+		"[2001:db8:1:2::1]:443":    "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:1": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:443":    "2001:db8:1:3::/64",
+		"[fe80::1%eth0]:443":       "fe80::/64",
+		"not-an-address":           "not-an-address",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		r.RemoteAddr = remote
+		if got := clientAddr(r); got != want {
+			t.Errorf("clientAddr(%q) = %q, want %q", remote, got, want)
+		}
 	}
 }
