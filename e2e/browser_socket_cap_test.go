@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -18,8 +17,9 @@ import (
 )
 
 // TestSocketCapPerAddress: an address holding WS_MAX_SOCKETS_PER_ADDRESS sockets (joined or
-// not) gets 429 TOO_MANY_SOCKETS with a Retry-After for the next one; closing a socket, by
-// the client or by the server, frees its slot; another address is unaffected.
+// not) gets, on the next one, an error TOO_MANY_SOCKETS readable in both dialects and close
+// 1013; closing a socket, by the client or by the server, frees its slot; another address is
+// unaffected.
 func TestSocketCapPerAddress(t *testing.T) {
 	const max = 3
 	reader := sdkmetric.NewManualReader()
@@ -40,16 +40,16 @@ func TestSocketCapPerAddress(t *testing.T) {
 	idle := dialWS(t, s, "idle", nil)
 	bad := dialWS(t, s, "bad", nil)
 
-	res := dialRefused(t, s, nil)
-	if got := res.Header.Get("Retry-After"); got != "20" {
-		t.Errorf("Retry-After = %q, want 20 (the join timeout in seconds)", got)
+	m := dialRefused(t, s)
+	if m.RetryAfterMs != 20000 {
+		t.Errorf("retryAfterMs = %d, want 20000 (the join timeout)", m.RetryAfterMs)
 	}
-	var body struct{ Error, Code string }
-	if err := json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body); err != nil || body.Code != "TOO_MANY_SOCKETS" || body.Error == "" {
-		t.Errorf("refusal body = %+v (%v), want code TOO_MANY_SOCKETS and a text", body, err)
+	var flutter struct{ Request, Reason, Code string }
+	if err := json.Unmarshal(m.Data, &flutter); err != nil || flutter.Reason == "" || flutter.Code != "TOO_MANY_SOCKETS" {
+		t.Errorf("refusal data = %s (%v), want a Flutter-shaped {request,reason,code}", m.Data, err)
 	}
-	// A refused upgrade took no slot: still refused, not admitted.
-	dialRefused(t, s, nil)
+	// A refused socket took no slot: still refused, not admitted.
+	dialRefused(t, s)
 
 	// Another address on loopback is not counted with 127.0.0.1.
 	other := dialFrom(t, s, "127.0.0.2")
@@ -61,7 +61,7 @@ func TestSocketCapPerAddress(t *testing.T) {
 	}
 	next := dialWhenFree(t, s, "next")
 	next.expectQuiet()
-	dialRefused(t, s, nil)
+	dialRefused(t, s)
 
 	// The server closes one for a protocol violation: its slot frees too.
 	bad.send(`{"type":"nope"}`)
@@ -76,37 +76,42 @@ func TestSocketCapPerAddress(t *testing.T) {
 	}
 }
 
-// dialRefused opens /ws and expects the socket cap's 429.
-func dialRefused(t *testing.T, s *stack, client *http.Client) *http.Response {
+// dialRefused opens /ws and expects the socket cap's refusal: error TOO_MANY_SOCKETS with a
+// text, then close 1013.
+func dialRefused(t *testing.T, s *stack) serverMsg {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
-	defer cancel()
-	c, res, err := websocket.Dial(ctx, wsURL(s), &websocket.DialOptions{HTTPClient: client})
-	if err == nil {
-		_ = c.CloseNow()
-		t.Fatal("socket over the cap was admitted")
+	w := dialWS(t, s, "over the cap", nil)
+	m := w.expectError("", "TOO_MANY_SOCKETS")
+	if m.Error == "" {
+		t.Errorf("refusal without a text: %s", m.raw)
 	}
-	if res == nil || res.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("socket over the cap: %v (response %v), want HTTP 429", err, res)
-	}
-	return res
+	w.expectClose(websocket.StatusTryAgainLater)
+	return m
 }
 
 // dialWhenFree dials until the server has released a slot (the release follows the close
-// handshake by a moment), bounded by wsTimeout.
+// handshake by a moment), bounded by wsTimeout. A ping tells an admitted socket (pong) from a
+// refused one (the refusal comes first).
 func dialWhenFree(t *testing.T, s *stack, name string) *wsClient {
 	t.Helper()
 	deadline := time.Now().Add(wsTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
-		c, res, err := websocket.Dial(ctx, wsURL(s), nil)
+		c, _, err := websocket.Dial(ctx, wsURL(s), nil)
 		cancel()
-		if err == nil {
-			t.Cleanup(func() { _ = c.CloseNow() })
-			return &wsClient{t: t, name: name, c: c}
+		if err != nil {
+			t.Fatalf("%s: dial: %v", name, err)
 		}
-		if res == nil || res.StatusCode != http.StatusTooManyRequests || time.Now().After(deadline) {
-			t.Fatalf("%s: dial after a socket closed: %v (response %v)", name, err, res)
+		w := &wsClient{t: t, name: name, c: c}
+		w.send(`{"type":"ping"}`)
+		m := w.recv()
+		if m.Type == "pong" {
+			t.Cleanup(func() { _ = c.CloseNow() })
+			return w
+		}
+		_ = c.CloseNow()
+		if m.Code != "TOO_MANY_SOCKETS" || time.Now().After(deadline) {
+			t.Fatalf("%s: after a socket closed, got %s", name, m.raw)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -55,7 +55,7 @@ type Limits struct {
 	// JoinBackoffMax caps the penalty that grows with each refused join from one address.
 	JoinBackoffMax time.Duration
 	// MaxSocketsPerAddress caps the /ws sockets one client address holds open at once, joined
-	// or not; the next upgrade is refused with 429 (socket_cap.go).
+	// or not; the next socket gets error TOO_MANY_SOCKETS and close 1013 (socket_cap.go).
 	MaxSocketsPerAddress int
 }
 
@@ -101,7 +101,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.Func("ws-joins-per-minute", "WS_JOINS_PER_MINUTE", fmt.Sprint(defaultJoinsPerMinute), "sustained joins and resumes per minute per client address", parsePositiveFloat(&c.Limits.JoinsPerMinute))
 	v.PositiveInt(&c.Limits.JoinBurst, "ws-join-burst", "WS_JOIN_BURST", defaultJoinBurst, "joins one address may make at once before the per-minute rate applies")
 	v.Duration(&c.Limits.JoinBackoffMax, "ws-join-backoff-max", "WS_JOIN_BACKOFF_MAX", defaultJoinBackoffMax, "longest wait imposed on an address that keeps joining too fast")
-	v.PositiveInt(&c.Limits.MaxSocketsPerAddress, "ws-max-sockets-per-address", "WS_MAX_SOCKETS_PER_ADDRESS", defaultMaxSocketsPerAddress, "open /ws sockets one client address may hold at once, joined or not; more are refused with HTTP 429")
+	v.PositiveInt(&c.Limits.MaxSocketsPerAddress, "ws-max-sockets-per-address", "WS_MAX_SOCKETS_PER_ADDRESS", defaultMaxSocketsPerAddress, "open /ws sockets one client address may hold at once, joined or not; more get error TOO_MANY_SOCKETS and close 1013")
 	// 20 s keeps NAT and proxy mappings alive; 10 s for the pong finds a dead socket within 30 s.
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
 	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")

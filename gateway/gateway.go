@@ -145,7 +145,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	addr := clientAddr(r)
 	if !g.socks.acquire(addr) {
 		g.in.reject(r.Context(), rejectSockets)
-		refuseSockets(w, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
+		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
 		return
 	}
 	if !g.serveSocket(w, r, addr) {

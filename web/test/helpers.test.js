@@ -51,7 +51,7 @@ describe('pin', () => {
 
 describe('errors in words', () => {
   test('every server code the gateway sends has words and an action', () => {
-    for (const code of ['INVALID_PIN', 'ROOM_FULL', 'INVALID_MESSAGE', 'ALREADY_JOINED', 'NOT_IN_ROOM', 'RATE_LIMITED', 'JOIN_RATE_LIMITED', 'MESSAGE_TOO_BIG', 'RESUME_FAILED', 'SERVICE_UNAVAILABLE', 'ROOM_CLOSED', 'INTERNAL']) {
+    for (const code of ['INVALID_PIN', 'ROOM_FULL', 'INVALID_MESSAGE', 'ALREADY_JOINED', 'NOT_IN_ROOM', 'RATE_LIMITED', 'JOIN_RATE_LIMITED', 'TOO_MANY_SOCKETS', 'MESSAGE_TOO_BIG', 'RESUME_FAILED', 'SERVICE_UNAVAILABLE', 'ROOM_CLOSED', 'INTERNAL']) {
       const d = describeServerError(code, 'server text', '123456');
       assert.ok(d.title && d.text, code);
       assert.ok(['retry', 'edit-pin', 'reload'].includes(d.action), code);
@@ -69,6 +69,13 @@ describe('errors in words', () => {
   test('join rate limit says how long to wait', () => {
     assert.match(describeServerError('JOIN_RATE_LIMITED', '', '', 1500).text, /Wait 2 seconds/);
     assert.match(describeServerError('JOIN_RATE_LIMITED', '', '').text, /Wait a minute/);
+  });
+
+  test('too many sockets says to close tabs and how long to wait', () => {
+    const d = describeServerError('TOO_MANY_SOCKETS', 'Too many open connections from your address (at most 64)', '', 30000);
+    assert.equal(d.title, 'Too many connections');
+    assert.match(d.text, /Close tabs/);
+    assert.match(d.text, /wait 30 seconds/);
   });
 
   test('close codes', () => {

@@ -185,6 +185,8 @@ describe('connecting', () => {
     assert.equal(r.state.problem.code, 'JOIN_RATE_LIMITED');
     assert.match(r.state.problem.text, /Wait 30 seconds/);
     assert.equal(reduce(atJoinSent(), msg({ type: 'error', code: 'SERVICE_UNAVAILABLE' })).state.problem.action, 'retry');
+    // The socket cap's refusal comes right after the socket opens, before any join answer.
+    assert.equal(reduce(atJoinSent(), msg({ type: 'error', code: 'TOO_MANY_SOCKETS', error: 'Too many open connections', retryAfterMs: 30000 })).state.problem.title, 'Too many connections');
   });
 
   test('a close before the join answer is explained by its code', () => {

@@ -27,6 +27,8 @@ export function describeServerError(code, serverText, pin, retryAfterMs) {
       return { code, title: 'This call is full', text: `Two people are already in the call with PIN${p}. Check that you typed the PIN you agreed on, or choose a new PIN.`, action: 'edit-pin' };
     case 'JOIN_RATE_LIMITED':
       return { code, title: 'Too many attempts', text: `Too many calls were started from your network in a short time. ${wait}, then try again.`, action: 'retry' };
+    case 'TOO_MANY_SOCKETS':
+      return { code, title: 'Too many connections', text: `Too many calls or tabs are open from your network at once. Close tabs you do not need; ${wait.toLowerCase()}, then try again.`, action: 'retry' };
     case 'RATE_LIMITED':
       return { code, title: 'Too many messages', text: 'This page sent messages faster than the server allows, so it disconnected. Reload the page to call again.', action: 'reload' };
     case 'RESUME_FAILED':
