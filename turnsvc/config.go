@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/tuturu/tuturu/internal/platform"
@@ -207,52 +206,4 @@ func (s settings) ownRelayIP(ip netip.Addr) bool {
 	ext, _ := netip.AddrFromSlice(s.externalIP)
 	lis, _ := netip.AddrFromSlice(s.listenIP)
 	return ip == ext.Unmap() || (ip == lis.Unmap() && !lis.IsUnspecified())
-}
-
-// guardedOwnIPs lists the server's own addresses: EXTERNAL_IP, TURN_LISTEN_HOST when specific,
-// the unspecified addresses (a datagram to 0.0.0.0 is delivered locally), and ifaces, the
-// addresses of the machine's interfaces. A relay may send to them on relay ports only, whatever
-// the peer policy says: otherwise a client could reach the server's other ports (admin RPCs,
-// roomsvc, credsvc, SSH) through its public address. The interfaces are guarded whatever
-// TURN_LISTEN_HOST is, because a relay bound to one address reaches every other local address
-// too.
-func (s settings) guardedOwnIPs(ifaces []netip.Addr) []netip.Addr {
-	out := []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
-	add := func(ip netip.Addr) {
-		ip = ip.WithZone("").Unmap()
-		if ip.IsValid() && !slices.Contains(out, ip) {
-			out = append(out, ip)
-		}
-	}
-	for _, b := range []net.IP{s.externalIP, s.listenIP} {
-		if ip, ok := netip.AddrFromSlice(b); ok {
-			add(ip)
-		}
-	}
-	for _, ip := range ifaces {
-		add(ip)
-	}
-	return out
-}
-
-// interfaceIPs lists the addresses of the machine's network interfaces.
-func interfaceIPs() ([]netip.Addr, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, fmt.Errorf("list the machine's addresses for the own-address guard: %w", err)
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		var ip net.IP
-		switch v := a.(type) {
-		case *net.IPNet:
-			ip = v.IP
-		case *net.IPAddr:
-			ip = v.IP
-		}
-		if x, ok := netip.AddrFromSlice(ip); ok {
-			out = append(out, x.Unmap())
-		}
-	}
-	return out, nil
 }

@@ -1,20 +1,26 @@
 package turnsvc
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pion/turn/v4"
 )
 
 // TestGuardedOwnIPs: every own address is guarded whatever the peer policy says — a public
-// EXTERNAL_IP (which the deny-list allows) included — and so are the interface addresses and
-// the unspecified ones.
+// EXTERNAL_IP (which the deny-list allows) included — and so are the interface addresses, their
+// directed broadcasts and the unspecified addresses.
 func TestGuardedOwnIPs(t *testing.T) {
-	ifaces := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"),
-		netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("::ffff:10.9.9.9")}
+	ifaces := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("10.9.9.9/24"), netip.MustParsePrefix("10.9.9.9/24")}
+	ifaceWant := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.255.255.255"),
+		netip.MustParseAddr("::1"), netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("10.9.9.255")}
 	cases := []struct {
 		name, listen, external, allow string
 		want                          []string
@@ -37,7 +43,7 @@ func TestGuardedOwnIPs(t *testing.T) {
 			for _, w := range c.want {
 				want = append(want, netip.MustParseAddr(w))
 			}
-			for _, ip := range ifaces[:3] {
+			for _, ip := range ifaceWant {
 				if !slices.Contains(want, ip) {
 					want = append(want, ip)
 				}
@@ -49,14 +55,85 @@ func TestGuardedOwnIPs(t *testing.T) {
 	}
 }
 
-// TestInterfaceIPs: the machine's own addresses include loopback.
+func TestDirectedBroadcast(t *testing.T) {
+	for _, c := range []struct{ prefix, want string }{
+		{"192.0.2.2/24", "192.0.2.255"},
+		{"127.0.0.1/8", "127.255.255.255"},
+		{"10.1.2.3/30", "10.1.2.3"},
+		{"172.16.5.9/12", "172.31.255.255"},
+		{"100.64.7.7/31", ""}, // RFC 3021: no broadcast
+		{"198.51.100.7/32", ""},
+		{"2001:db8::1/64", ""},
+	} {
+		got, ok := directedBroadcast(netip.MustParsePrefix(c.prefix))
+		if c.want == "" {
+			if ok {
+				t.Errorf("directedBroadcast(%s) = %v, want none", c.prefix, got)
+			}
+			continue
+		}
+		if !ok || got != netip.MustParseAddr(c.want) {
+			t.Errorf("directedBroadcast(%s) = %v, %v, want %s", c.prefix, got, ok, c.want)
+		}
+	}
+}
+
+// TestInterfaceIPs: the machine's own addresses include loopback with its prefix, so that
+// loopback's broadcast 127.255.255.255 is guarded.
 func TestInterfaceIPs(t *testing.T) {
 	ips, err := interfaceIPs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(ips, netip.MustParseAddr("127.0.0.1")) {
-		t.Errorf("interfaceIPs = %v, want 127.0.0.1 among them", ips)
+	if !slices.Contains(ips, netip.MustParsePrefix("127.0.0.1/8")) {
+		t.Errorf("interfaceIPs = %v, want 127.0.0.1/8 among them", ips)
+	}
+}
+
+// TestRelaySocketRefusesBroadcast: relay sockets have SO_BROADCAST off, so the kernel itself
+// refuses a broadcast the guard would not know (here with an empty guard): nothing reaches a
+// listener on 0.0.0.0.
+func TestRelaySocketRefusesBroadcast(t *testing.T) {
+	r := newRegistry(newStats(), 4, 4, 4)
+	gen := &relayGenerator{
+		inner: &turn.RelayAddressGeneratorPortRange{RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1",
+			MinPort: 40000, MaxPort: 60000, MaxRetries: 64},
+		reg: r,
+	}
+	if err := gen.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	pc, _, err := gen.AllocatePacketConn("udp4", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	service := anyAddrListener(t)
+	dst := &net.UDPAddr{IP: net.IPv4(127, 255, 255, 255), Port: service.LocalAddr().(*net.UDPAddr).Port}
+	if _, err := pc.WriteTo([]byte("broadcast"), dst); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("relay socket write to %v: %v, want EACCES (SO_BROADCAST off)", dst, err)
+	}
+	expectNothing(t, service)
+}
+
+// anyAddrListener is a UDP service on 0.0.0.0, which broadcasts to any local subnet reach.
+func anyAddrListener(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// expectNothing fails if a datagram arrives on c within 200 ms.
+func expectNothing(t *testing.T, c *net.UDPConn) {
+	t.Helper()
+	buf := make([]byte, 64)
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, from, err := c.ReadFromUDP(buf); err == nil {
+		t.Errorf("the server's own listener on 0.0.0.0 was reached from %v: %q", from, buf[:n])
 	}
 }
 
@@ -198,4 +275,96 @@ func relayPing(from, to net.PacketConn, msg string) error {
 	}
 	_ = to.SetReadDeadline(time.Time{})
 	return fmt.Errorf("relay to relay: %q did not arrive within 3s", msg)
+}
+
+// TestBroadcastGuard: a real TURN client, with a peer policy that allows the addresses, cannot
+// reach a UDP service on 0.0.0.0 through a subnet's directed broadcast (loopback's
+// 127.255.255.255, and a real interface's when the machine has one), the limited broadcast or
+// multicast; each refusal is counted in peers.denied, and the relay still works afterwards.
+func TestBroadcastGuard(t *testing.T) {
+	cases := []struct {
+		name, peer string
+		listen     netip.Prefix // the address turnsvc listens on (its relay address); zero: 127.0.0.1
+	}{
+		{name: "loopback broadcast", peer: "127.255.255.255"},
+		{name: "limited broadcast", peer: "255.255.255.255"},
+		{name: "multicast", peer: "224.0.0.1"},
+	}
+	if p, ok := broadcastInterface(t); ok {
+		b, _ := directedBroadcast(p)
+		cases = append(cases, struct {
+			name, peer string
+			listen     netip.Prefix
+		}{"interface broadcast", b.String(), p})
+	} else {
+		t.Log("no non-loopback IPv4 interface with a broadcast address: only loopback's is tested")
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cred := newTestCredsvc()
+			url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
+			cfg := testConfig(t, url)
+			cfg.AllowPeers = "127.0.0.0/8,::1/128,224.0.0.0/4,255.255.255.255/32"
+			if c.listen.IsValid() {
+				cfg.ListenHost, cfg.ExternalIP = c.listen.Addr().String(), c.listen.Addr().String()
+				cfg.AllowPeers += "," + c.listen.Masked().String()
+			}
+			s, _ := startTurn(t, cfg)
+			service := anyAddrListener(t)
+			dst := &net.UDPAddr{IP: net.ParseIP(c.peer), Port: service.LocalAddr().(*net.UDPAddr).Port}
+
+			u, p := cred.issue("alice", time.Hour)
+			relay, err := turnClient(t, "udp", s, u, p).Allocate()
+			if err != nil {
+				t.Fatalf("Allocate: %v", err)
+			}
+			before := s.st.peersDenied.Load()
+			const sent = 20
+			for i := range sent {
+				// Send indications, then ChannelData once a channel is bound (when the
+				// permission is granted at all: multicast and broadcast are refused there).
+				_, _ = relay.WriteTo([]byte(fmt.Sprintf("broadcast %d", i)), dst)
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := roundTrip(relay, udpPeer(t).LocalAddr(), "still relaying", 3*time.Second); err != nil {
+				t.Fatal(err) // flushes the relay: anything that got through has arrived by now
+			}
+			expectNothing(t, service)
+			eventually(t, 3*time.Second, "refusals counted", func() bool { return s.st.peersDenied.Load() > before })
+			t.Logf("%d refusals counted for %d datagrams to %v", s.st.peersDenied.Load()-before, sent, dst)
+		})
+	}
+}
+
+// broadcastInterface returns an address and prefix of a non-loopback IPv4 interface that is
+// up and has a directed broadcast address.
+func broadcastInterface(t *testing.T) (netip.Prefix, bool) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatalf("list interfaces: %v", err)
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || ifc.Flags&net.FlagBroadcast == 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok || n.IP.To4() == nil {
+				continue
+			}
+			bits, _ := n.Mask.Size()
+			if bits > 32 {
+				bits -= 96
+			}
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte(n.IP.To4())), bits)
+			if _, ok := directedBroadcast(p); ok {
+				return p, true
+			}
+		}
+	}
+	return netip.Prefix{}, false
 }

@@ -23,7 +23,7 @@ type relayGenerator struct {
 	reg     *registry
 	bitrate int // bytes per second per allocation; 0 = no cap
 	// guard lists the server's own addresses, which peers may use only to reach relay ports
-	// (see settings.guardedOwnIPs).
+	// (see settings.guardedOwnIPs, ownguard.go).
 	guard []netip.Addr
 }
 
@@ -36,6 +36,10 @@ func (g *relayGenerator) AllocatePacketConn(network string, requestedPort int) (
 	conn, addr, err := g.inner.AllocatePacketConn(network, requestedPort)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open relay socket: %w", err)
+	}
+	if err := noBroadcast(conn); err != nil {
+		_ = conn.Close()
+		return nil, nil, err
 	}
 	udp, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -152,9 +156,11 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 			peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
-	// The server's own addresses are reachable as peers only so that two relayed callers can
-	// reach each other: they must not open the server's other ports (admin RPCs, SSH...).
-	if slices.Contains(c.guard, peer.Addr()) && !c.reg.isRelayPort(int(peer.Port())) {
+	// Multicast and limited broadcast are never relayed; the server's own addresses are
+	// reachable as peers only so that two relayed callers can reach each other: they must not
+	// open the server's other ports (admin RPCs, SSH...).
+	if neverRelayable(peer.Addr()) ||
+		slices.Contains(c.guard, peer.Addr()) && !c.reg.isRelayPort(int(peer.Port())) {
 		c.refuseOwn(peer)
 		return len(p), nil
 	}

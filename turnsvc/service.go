@@ -357,6 +357,11 @@ func (s *Service) permit(src net.Addr, peer net.IP) bool {
 		s.st.peersDenied.Add(1)
 		return false
 	}
+	if neverRelayable(ip) {
+		s.st.peersDenied.Add(1)
+		s.log.Debug("peer refused: multicast or broadcast", "client", src.String(), "peer", ip.String())
+		return false
+	}
 	if !s.set.policy.Allowed(ip) && !s.set.ownRelayIP(ip) {
 		s.st.peersDenied.Add(1)
 		s.log.Debug("peer refused by the peer policy", "client", src.String(), "peer", ip.String())
@@ -402,10 +407,11 @@ func (s *Service) allocationCreated(src, dst net.Addr, _, username, _ string, re
 	}
 }
 
-// guarded logs the first datagram of an allocation dropped by the own-address guard.
+// guarded logs the first datagram of an allocation dropped by the own-address guard
+// (ownguard.go).
 func (s *Service) guarded(a *allocation, peer netip.AddrPort) {
 	// Only the relay address: a.client is set by attach, which this datagram may race.
-	s.log.Debug("relay to a non-relay port of the server's own address refused", "relay", a.relay.String(), "peer", peer.String())
+	s.log.Debug("relay to a guarded peer refused (the server's own address off its relay ports, a broadcast or multicast)", "relay", a.relay.String(), "peer", peer.String())
 }
 
 func (s *Service) released(a *allocation, reason string) {
