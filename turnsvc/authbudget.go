@@ -77,6 +77,29 @@ func (b *loopBudget) spend(d time.Duration) {
 	b.mu.Unlock()
 }
 
+// clientLimits are the per-address lookup buckets, one set for UDP clients and one for TCP and
+// TLS clients. A UDP source address can be forged, a TCP one cannot (the handshake proves it,
+// and the edge's PROXY header names a client it completed a TLS handshake with): kept apart,
+// Allocates spoofed from a victim's address drain only its UDP bucket, never the TCP/TLS
+// fallback a browser turns to when UDP fails. Spoofed sources cannot fill the TCP/TLS table
+// either.
+type clientLimits struct {
+	udp, conn *ipLimiter
+}
+
+func newClientLimits() *clientLimits {
+	return &clientLimits{udp: newIPLimiter(), conn: newIPLimiter()}
+}
+
+// allow takes one lookup from the bucket of src's address for its transport.
+func (c *clientLimits) allow(src net.Addr, now time.Time) bool {
+	l := c.conn
+	if _, ok := src.(*net.UDPAddr); ok {
+		l = c.udp
+	}
+	return l.allow(clientIP(src), now)
+}
+
 // ipLimiter is a token bucket of lookups per client address. Safe for concurrent use.
 type ipLimiter struct {
 	rate, burst float64

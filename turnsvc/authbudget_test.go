@@ -95,3 +95,26 @@ func TestClientIP(t *testing.T) {
 		t.Error("a non-IP address has an IP")
 	}
 }
+
+// TestClientLimitsSeparateTransports: draining an address's UDP bucket leaves its TCP/TLS
+// bucket whole, and the other way round.
+func TestClientLimitsSeparateTransports(t *testing.T) {
+	c := newClientLimits()
+	now := time.Now()
+	udp := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}
+	tcp := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 2}
+	for range lookupBurstPerIP {
+		c.allow(udp, now)
+	}
+	if c.allow(udp, now) {
+		t.Fatal("UDP lookup beyond the burst allowed")
+	}
+	for i := range lookupBurstPerIP {
+		if !c.allow(tcp, now) {
+			t.Fatalf("TCP lookup %d refused after the same address drained its UDP bucket", i)
+		}
+	}
+	if c.allow(tcp, now) {
+		t.Error("TCP lookup beyond the burst allowed")
+	}
+}

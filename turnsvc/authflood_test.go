@@ -39,9 +39,9 @@ func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 			cfg.AuthTimeout = 250 * time.Millisecond // the production default
 			s, _ := startTurn(t, cfg)
 			if spoofed {
-				s.ipLimit.mu.Lock()
-				s.ipLimit.burst, s.ipLimit.rate = 1e9, 1e9
-				s.ipLimit.mu.Unlock()
+				s.ipLimit.udp.mu.Lock()
+				s.ipLimit.udp.burst, s.ipLimit.udp.rate = 1e9, 1e9
+				s.ipLimit.udp.mu.Unlock()
 			}
 
 			u, p := cred.issue("live", time.Hour)
@@ -60,7 +60,7 @@ func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 
 			stream := startStream(t, relay, peer.LocalAddr())
 			const attempts = 400
-			flood(t, s, attempts, 5*time.Millisecond)
+			flood(t, s, net.IPv4(127, 0, 0, 3), attempts, 5*time.Millisecond)
 			sent := stream.stop()
 
 			// Delivery, not timing: without budgets the 400 lookups would hold the loop for
@@ -111,11 +111,11 @@ func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 	}
 }
 
-// flood sends n Allocate requests with fresh usernames from 127.0.0.3, one every interval,
-// after taking a nonce from turnsvc's 401, and drains the answers.
-func flood(t *testing.T, s *Service, n int, interval time.Duration) {
+// flood sends n Allocate requests with fresh usernames from src, one every interval, after
+// taking a nonce from turnsvc's 401, and drains the answers.
+func flood(t *testing.T, s *Service, src net.IP, n int, interval time.Duration) {
 	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: src})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,5 +240,45 @@ func (st *stream) waitAll(sent int, within time.Duration) int {
 			return got
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSpoofedUDPKeepsTCPLookups: Allocates over UDP with fresh usernames from a victim's
+// address (as a spoofer could send them) drain that address's UDP lookup bucket; a TCP client
+// on the same address, which its handshake proved, still gets its credential looked up and
+// allocates.
+func TestSpoofedUDPKeepsTCPLookups(t *testing.T) {
+	cred := newTestCredsvc()
+	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
+	s, _ := startTurn(t, testConfig(t, url))
+	// No refill while the test runs: a drained bucket stays drained.
+	for _, l := range []*ipLimiter{s.ipLimit.udp, s.ipLimit.conn} {
+		l.mu.Lock()
+		l.rate = 1e-6
+		l.mu.Unlock()
+	}
+	victim := net.IPv4(127, 0, 0, 1) // the address the TURN clients below use
+	const attempts = 2 * lookupBurstPerIP
+	flood(t, s, victim, attempts, 5*time.Millisecond)
+	eventually(t, 5*time.Second, "the flood drained the UDP bucket", func() bool {
+		_, auth := s.st.snapshot()
+		return auth[resultThrottled] >= attempts-lookupBurstPerIP
+	})
+
+	u, p := cred.issue("udp-victim", time.Hour)
+	if _, err := turnClient(t, "udp", s, u, p).Allocate(); err == nil {
+		t.Fatal("a fresh UDP username from the drained address allocated: the bucket was not drained")
+	}
+	calls := cred.calls.Load()
+	u, p = cred.issue("tcp-victim", time.Hour)
+	relay, err := turnClient(t, "tcp", s, u, p).Allocate()
+	if err != nil {
+		t.Fatalf("TCP Allocate from the address whose UDP bucket is drained: %v", err)
+	}
+	if cred.calls.Load() == calls {
+		t.Error("the TCP client's username was not looked up")
+	}
+	if err := roundTrip(relay, udpPeer(t).LocalAddr(), "over tcp", 3*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -60,9 +60,11 @@ func BenchmarkAllocate(b *testing.B) {
 // unthrottle lifts the lookup budgets (authbudget.go) of s, for benchmarks that measure a
 // stream of cold lookups from one address rather than what a flood may cost.
 func unthrottle(s *Service) {
-	s.ipLimit.mu.Lock()
-	s.ipLimit.burst, s.ipLimit.rate = 1e9, 1e9
-	s.ipLimit.mu.Unlock()
+	for _, l := range []*ipLimiter{s.ipLimit.udp, s.ipLimit.conn} {
+		l.mu.Lock()
+		l.burst, l.rate = 1e9, 1e9
+		l.mu.Unlock()
+	}
 	for _, l := range append([]*loopBudget{s.otherLoop}, loopBudgets(s)...) {
 		l.mu.Lock()
 		l.share = 1
@@ -81,7 +83,7 @@ func loopBudgets(s *Service) []*loopBudget {
 // BenchmarkLookupBudget is what the budgets add to a lookup that must ask credsvc: finding the
 // read loop (16 sockets, the client on the last), its budget and the client's bucket.
 func BenchmarkLookupBudget(b *testing.B) {
-	s := &Service{ipLimit: newIPLimiter(), otherLoop: newLoopBudget(250 * time.Millisecond)}
+	s := &Service{ipLimit: newClientLimits(), otherLoop: newLoopBudget(250 * time.Millisecond)}
 	var src *net.UDPAddr
 	for i := range 16 {
 		c := &fencedPacketConn{budget: newLoopBudget(250 * time.Millisecond)}
@@ -89,12 +91,12 @@ func BenchmarkLookupBudget(b *testing.B) {
 		c.cur.Store(src)
 		s.loops = append(s.loops, c)
 	}
-	s.ipLimit.burst, s.ipLimit.rate = 1e9, 1e9
+	s.ipLimit.udp.burst, s.ipLimit.udp.rate = 1e9, 1e9
 	b.ReportAllocs()
 	for b.Loop() {
 		now := time.Now()
 		l := s.loopOf(src)
-		if l.grant(now) == 0 || !s.ipLimit.allow(clientIP(src), now) {
+		if l.grant(now) == 0 || !s.ipLimit.allow(src, now) {
 			b.Fatal("throttled")
 		}
 		l.spend(0)

@@ -42,7 +42,7 @@ type Service struct {
 	// otherLoop serves a UDP client no loop claims (not expected). Set by startTURN.
 	loops     []*fencedPacketConn
 	otherLoop *loopBudget
-	ipLimit   *ipLimiter
+	ipLimit   *clientLimits
 
 	// proxyLn is TURN over TCP with PROXY headers from the edge; nil when not configured.
 	proxyLn *trackingListener
@@ -70,7 +70,7 @@ func New(cfg Config) (*Service, error) {
 		st:        newStats(),
 		tracer:    tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
 		guard:     set.guardedOwnIPs(ifaces),
-		ipLimit:   newIPLimiter(),
+		ipLimit:   newClientLimits(),
 		otherLoop: newLoopBudget(cfg.AuthTimeout),
 	}
 	s.reg = newRegistry(s.st, cfg.UserQuota, cfg.MaxAllocations, cfg.MaxPermissions)
@@ -308,7 +308,7 @@ func (s *Service) lookupBudgeted(username, realm string, src net.Addr) verdict {
 			return verdict{result: resultThrottled}
 		}
 	}
-	if !s.ipLimit.allow(clientIP(src), now) {
+	if !s.ipLimit.allow(src, now) {
 		return verdict{result: resultThrottled}
 	}
 	v := s.creds.resolve(username, realm, wait)
