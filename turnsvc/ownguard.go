@@ -23,6 +23,44 @@ func neverRelayable(ip netip.Addr) bool {
 	return ip.IsMulticast() || ip == limitedBroadcast
 }
 
+// ownGuard decides which peers a relay may never send to, beyond the peer policy.
+type ownGuard struct {
+	// own are the server's own addresses (guardedOwnIPs): reachable only as a live relay.
+	own []netip.Addr
+	// relay are the addresses relay sockets are bound to or advertised on (relayIPs): the only
+	// own addresses on which a relay port is another caller's relay.
+	relay []netip.Addr
+}
+
+// refuses reports whether a datagram to peer must be dropped: multicast or the limited
+// broadcast, or an own address unless it is a relay address and peer's port a live relay
+// socket. A nil guard refuses only what is never relayable.
+func (g *ownGuard) refuses(peer netip.AddrPort, reg *registry) bool {
+	ip := peer.Addr()
+	if neverRelayable(ip) {
+		return true
+	}
+	if g == nil || !slices.Contains(g.own, ip) {
+		return false
+	}
+	return !slices.Contains(g.relay, ip) || !reg.isRelayPort(int(peer.Port()))
+}
+
+// relayIPs lists the addresses relay sockets are reached on: EXTERNAL_IP (advertised) and
+// TURN_LISTEN_HOST when specific (bound). With 0.0.0.0 the relays are bound to every address,
+// yet only EXTERNAL_IP is one a client was given: the machine's other addresses stay closed on
+// every port, relay ports included. Loopback counts when configured so (tests, demos).
+func (s settings) relayIPs() []netip.Addr {
+	var out []netip.Addr
+	for _, b := range []net.IP{s.externalIP, s.listenIP} {
+		ip, ok := netip.AddrFromSlice(b)
+		if ip = ip.Unmap(); ok && !ip.IsUnspecified() && !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
 // guardedOwnIPs lists the server's own addresses: EXTERNAL_IP, TURN_LISTEN_HOST when specific,
 // the unspecified addresses (a datagram to 0.0.0.0 is delivered locally), and for each of
 // ifaces, the machine's interface addresses, the address itself and, for IPv4, its directed

@@ -137,14 +137,19 @@ func expectNothing(t *testing.T, c *net.UDPConn) {
 	}
 }
 
-// TestRelayGuardOwnPorts: a guarded own address is reachable on relay ports only, and the
-// refusals are counted.
+// TestRelayGuardOwnPorts: a guarded own address is reachable only as a live relay — a relay
+// port on an address relays are bound to or advertised on. The same port number on another own
+// address (here 127.0.0.3, a second address of the machine where some service happens to use
+// that number) is refused like any other port of it. Refusals are counted.
 func TestRelayGuardOwnPorts(t *testing.T) {
 	r := newRegistry(newStats(), 4, 4, 4)
 	from := openRelay(t, r)
 	to := openRelay(t, r)
 	from.conn.udp = from.conn.PacketConn.(*net.UDPConn)
-	from.conn.guard = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	from.conn.guard = &ownGuard{
+		own:   []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.3")},
+		relay: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+	}
 	toConn := to.conn.PacketConn.(*net.UDPConn)
 
 	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -152,8 +157,17 @@ func TestRelayGuardOwnPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
+	// A service on the other own address, on the relay's port number.
+	sameNumber, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: to.port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sameNumber.Close()
 
 	if _, err := from.conn.send([]byte("to a service"), other.LocalAddr().(*net.UDPAddr).AddrPort(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := from.conn.send([]byte("to a relay port elsewhere"), sameNumber.LocalAddr().(*net.UDPAddr).AddrPort(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := from.conn.send([]byte("to a relay"), to.relay.AddrPort(), nil); err != nil {
@@ -164,12 +178,83 @@ func TestRelayGuardOwnPorts(t *testing.T) {
 	if n, _, err := toConn.ReadFromUDP(buf); err != nil || string(buf[:n]) != "to a relay" {
 		t.Errorf("relay to relay: %q, %v", buf[:n], err)
 	}
-	_ = other.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if n, _, err := other.ReadFromUDP(buf); err == nil {
-		t.Errorf("a guarded own address was reached on a port that is not a relay: %q", buf[:n])
+	for _, c := range []*net.UDPConn{other, sameNumber} {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := c.ReadFromUDP(buf); err == nil {
+			t.Errorf("a guarded own address was reached on %v, not a live relay: %q", c.LocalAddr(), buf[:n])
+		}
 	}
-	if n := r.st.peersDenied.Load(); n != 1 {
-		t.Errorf("peersDenied = %d, want 1", n)
+	if n := r.st.peersDenied.Load(); n != 2 {
+		t.Errorf("peersDenied = %d, want 2", n)
+	}
+}
+
+// TestOwnGuardRefuses: the guard's decision for each kind of peer.
+func TestOwnGuardRefuses(t *testing.T) {
+	r := newRegistry(newStats(), 4, 4, 4)
+	relay := openRelay(t, r) // a live relay port on 127.0.0.1
+	g := &ownGuard{
+		own: []netip.Addr{netip.IPv4Unspecified(), netip.MustParseAddr("127.0.0.1"),
+			netip.MustParseAddr("127.255.255.255"), netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("10.0.0.5")},
+		relay: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("8.8.8.8")},
+	}
+	free := relay.port + 1 // not a live relay
+	if r.isRelayPort(free) {
+		free = relay.port - 1
+	}
+	for _, c := range []struct {
+		peer string
+		port int
+		want bool
+	}{
+		{"127.0.0.1", relay.port, false},       // another caller's relay
+		{"8.8.8.8", relay.port, false},         // the same relay, as advertised
+		{"127.0.0.1", free, true},              // an own service
+		{"8.8.8.8", free, true},                //
+		{"10.0.0.5", relay.port, true},         // own, but relays are not bound there
+		{"127.255.255.255", relay.port, true},  // a directed broadcast
+		{"0.0.0.0", relay.port, true},          // delivered locally
+		{"255.255.255.255", relay.port, true},  // never relayable
+		{"224.0.0.1", relay.port, true},        //
+		{"ff02::1", relay.port, true},          //
+		{"127.0.0.2", free, false},             // not the server's: the peer policy decides
+		{"::ffff:224.0.0.1", relay.port, true}, // mapped forms too
+	} {
+		peer := netip.AddrPortFrom(netip.MustParseAddr(c.peer).Unmap(), uint16(c.port))
+		if got := g.refuses(peer, r); got != c.want {
+			t.Errorf("refuses(%v) = %v, want %v", peer, got, c.want)
+		}
+	}
+	// no guard (tests of other parts): only what is never relayable
+	var none *ownGuard
+	if none.refuses(netip.MustParseAddrPort("127.0.0.1:1"), r) || !none.refuses(netip.MustParseAddrPort("224.0.0.1:1"), r) {
+		t.Error("a nil guard refuses other than multicast and broadcast")
+	}
+}
+
+// TestRelayIPs: relays are reached on EXTERNAL_IP and on TURN_LISTEN_HOST when specific.
+func TestRelayIPs(t *testing.T) {
+	for _, c := range []struct {
+		listen, external string
+		want             []string
+	}{
+		{"0.0.0.0", "8.8.8.8", []string{"8.8.8.8"}},
+		{"10.1.2.3", "8.8.8.8", []string{"8.8.8.8", "10.1.2.3"}},
+		{"127.0.0.1", "127.0.0.1", []string{"127.0.0.1"}},
+	} {
+		cfg := testConfig(t, "http://127.0.0.1:1")
+		cfg.ListenHost, cfg.ExternalIP = c.listen, c.external
+		set, err := cfg.validate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []netip.Addr
+		for _, w := range c.want {
+			want = append(want, netip.MustParseAddr(w))
+		}
+		if got := set.relayIPs(); !slices.Equal(got, want) {
+			t.Errorf("listen %s, external %s: relayIPs = %v, want %v", c.listen, c.external, got, want)
+		}
 	}
 }
 

@@ -194,7 +194,8 @@ func (r *registry) full() bool {
 	return len(r.byPort) >= r.maxAllocs
 }
 
-// isRelayPort reports whether port is a live relay socket of this server.
+// isRelayPort reports whether port is a live relay socket of this server; which addresses
+// that port is reached on is the guard's business (ownGuard.refuses).
 func (r *registry) isRelayPort(port int) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

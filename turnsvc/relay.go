@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +21,9 @@ type relayGenerator struct {
 	inner   *turn.RelayAddressGeneratorPortRange
 	reg     *registry
 	bitrate int // bytes per second per allocation; 0 = no cap
-	// guard lists the server's own addresses, which peers may use only to reach relay ports
-	// (see settings.guardedOwnIPs, ownguard.go).
-	guard []netip.Addr
+	// guard keeps relays off the server's own addresses but its relays, and off broadcast and
+	// multicast (ownguard.go).
+	guard *ownGuard
 }
 
 func (g *relayGenerator) Validate() error { return g.inner.Validate() }
@@ -75,7 +74,7 @@ type relayConn struct {
 	a        *allocation
 	reg      *registry
 	limit    *limiter
-	guard    []netip.Addr // own addresses reachable on relay ports only
+	guard    *ownGuard    // own addresses reachable as live relays only; nil: none
 	guarded  atomic.Bool  // the guard has dropped a datagram of this allocation (logged once)
 	once     sync.Once
 }
@@ -159,8 +158,7 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 	// Multicast and limited broadcast are never relayed; the server's own addresses are
 	// reachable as peers only so that two relayed callers can reach each other: they must not
 	// open the server's other ports (admin RPCs, SSH...).
-	if neverRelayable(peer.Addr()) ||
-		slices.Contains(c.guard, peer.Addr()) && !c.reg.isRelayPort(int(peer.Port())) {
+	if c.guard.refuses(peer, c.reg) {
 		c.refuseOwn(peer)
 		return len(p), nil
 	}

@@ -36,8 +36,8 @@ type Service struct {
 	creds  *credCache
 	client credv1connect.CredentialServiceClient
 	tracer trace.Tracer
-	// guard is the server's own addresses, reachable by relays on relay ports only.
-	guard []netip.Addr
+	// guard keeps relays off the server's own addresses but its live relays (ownguard.go).
+	guard *ownGuard
 	// loops are the UDP sockets pion reads, each with its lookup budget (authbudget.go);
 	// otherLoop serves a UDP client no loop claims (not expected). Set by startTURN.
 	loops     []*fencedPacketConn
@@ -69,7 +69,7 @@ func New(cfg Config) (*Service, error) {
 		log:       cfg.Logger(),
 		st:        newStats(),
 		tracer:    tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
-		guard:     set.guardedOwnIPs(ifaces),
+		guard:     &ownGuard{own: set.guardedOwnIPs(ifaces), relay: set.relayIPs()},
 		ipLimit:   newClientLimits(),
 		otherLoop: newLoopBudget(cfg.AuthTimeout),
 	}
