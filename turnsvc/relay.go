@@ -74,8 +74,8 @@ type relayConn struct {
 	a        *allocation
 	reg      *registry
 	limit    *limiter
-	guard    *ownGuard    // own addresses reachable as live relays only; nil: none
-	guarded  atomic.Bool  // the guard has dropped a datagram of this allocation (logged once)
+	guard    *ownGuard   // own addresses reachable as live relays only; nil: none
+	guarded  atomic.Bool // the guard has dropped a datagram of this allocation (logged once)
 	once     sync.Once
 }
 
