@@ -115,14 +115,12 @@ func (c *credCache) refuseLocally(username string) (verdict, bool) {
 	return verdict{}, false
 }
 
-// resolve answers a username that lookup did not know. What the username itself shows is
-// answered locally. Otherwise one Validate per username is in flight at a time (concurrent
-// callers share it), at most maxFlights in all (beyond: throttled), and the caller waits for it
-// at most wait: a slower answer still lands in the cache for the client's next attempt.
+// resolve answers a username that lookup did not know and refuseLocally did not refuse (the
+// caller checks that first, before spending any lookup budget on it). One Validate per username
+// is in flight at a time (concurrent callers share it), at most maxFlights in all (beyond:
+// throttled), and the caller waits for it at most wait: a slower answer still lands in the
+// cache for the client's next attempt.
 func (c *credCache) resolve(username, realm string, wait time.Duration) verdict {
-	if v, bad := c.refuseLocally(username); bad {
-		return v
-	}
 	c.mu.Lock()
 	f, ok := c.inflight[username]
 	if !ok {

@@ -52,8 +52,8 @@ func TestCredCacheHitMissAndLocalChecks(t *testing.T) {
 		user(time.Hour, strings.Repeat("x", 129)),   // participant too long
 		user(time.Hour, strings.Repeat("x:", 300)),  // username too long
 	} {
-		if v := c.resolve(bad, "r", time.Second); v.valid() {
-			t.Errorf("resolve(%q) valid", bad)
+		if v, refused := c.refuseLocally(bad); !refused || v.valid() {
+			t.Errorf("refuseLocally(%q) = %v, %v: left to credsvc", bad, v.result, refused)
 		}
 	}
 	if calls.Load() != 1 {

@@ -101,19 +101,26 @@ func TestRefusedCredentials(t *testing.T) {
 	unknown, unknownPw := cred.issue("unknown-secret", time.Hour)
 	revoked, revokedPw := cred.issue("carol", time.Hour)
 	cred.revokeParticipant("carol")
-	cases := []struct{ name, user, pass, result string }{
-		{"wrong password", good, "not-the-password", ""},
-		{"expired", expired, expiredPw, resultExpired},
-		{"forged (password of another username)", forgedUser, cred.password(good), ""},
-		{"malformed", "alice", "whatever", resultMalformed},
-		{"unknown secret", unknown, unknownPw, resultUnknownSecret},
-		{"revoked", revoked, revokedPw, resultRevoked},
+	cases := []struct {
+		name, user, pass, result string
+		local                    bool // refused from the username alone, without asking credsvc
+	}{
+		{"wrong password", good, "not-the-password", "", false},
+		{"expired", expired, expiredPw, resultExpired, true},
+		{"forged (password of another username)", forgedUser, cred.password(good), "", false},
+		{"malformed", "alice", "whatever", resultMalformed, true},
+		{"unknown secret", unknown, unknownPw, resultUnknownSecret, false},
+		{"revoked", revoked, revokedPw, resultRevoked, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			calls := cred.calls.Load()
 			cl := turnClient(t, "udp", s, c.user, c.pass)
 			if _, err := cl.Allocate(); err == nil {
 				t.Fatal("Allocate succeeded")
+			}
+			if n := cred.calls.Load() - calls; c.local && n != 0 {
+				t.Errorf("%d Validate calls for a username refused locally", n)
 			}
 			if c.result != "" && getStats(t, s).GetAuthResults()[c.result] == 0 {
 				t.Errorf("no %q auth result counted: %v", c.result, getStats(t, s).GetAuthResults())
