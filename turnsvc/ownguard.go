@@ -3,6 +3,7 @@ package turnsvc
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -44,6 +45,19 @@ func (g *ownGuard) refuses(peer netip.AddrPort, reg *registry) bool {
 		return false
 	}
 	return !slices.Contains(g.relay, ip) || !reg.isRelayPort(int(peer.Port()))
+}
+
+// newOwnGuard builds the guard from the machine's interface addresses, or, when they cannot be
+// listed (ifErr: some sandboxes block netlink), warns and guards what is known without them:
+// EXTERNAL_IP, TURN_LISTEN_HOST, the unspecified addresses and loopback (present on every
+// machine). Relay sockets still have SO_BROADCAST off, so the broadcasts stay unreachable.
+func newOwnGuard(set settings, ifaces []netip.Prefix, ifErr error, log *slog.Logger) *ownGuard {
+	if ifErr != nil {
+		log.Warn("own-address guard: cannot list the machine's addresses; guarding EXTERNAL_IP, TURN_LISTEN_HOST and loopback only, so relays may reach the machine's other addresses",
+			"err", ifErr)
+		ifaces = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}
+	}
+	return &ownGuard{own: set.guardedOwnIPs(ifaces), relay: set.relayIPs()}
 }
 
 // relayIPs lists the addresses relay sockets are reached on: EXTERNAL_IP (advertised) and

@@ -1,11 +1,14 @@
 package turnsvc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -452,4 +455,30 @@ func broadcastInterface(t *testing.T) (netip.Prefix, bool) {
 		}
 	}
 	return netip.Prefix{}, false
+}
+
+// TestOwnGuardWithoutInterfaces: when the machine's addresses cannot be listed, turnsvc still
+// starts, warns, and guards EXTERNAL_IP, TURN_LISTEN_HOST, the unspecified addresses and
+// loopback.
+func TestOwnGuardWithoutInterfaces(t *testing.T) {
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	cfg.ListenHost, cfg.ExternalIP = "10.1.2.3", "8.8.8.8"
+	set, err := cfg.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	g := newOwnGuard(set, nil, errors.New("netlink: operation not permitted"), slog.New(slog.NewTextHandler(&logs, nil)))
+	want := []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified(), netip.MustParseAddr("8.8.8.8"),
+		netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.255.255.255"),
+		netip.MustParseAddr("::1")}
+	if !slices.Equal(g.own, want) {
+		t.Errorf("guarded = %v, want %v", g.own, want)
+	}
+	if !slices.Equal(g.relay, set.relayIPs()) {
+		t.Errorf("relay addresses = %v, want %v", g.relay, set.relayIPs())
+	}
+	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "operation not permitted") {
+		t.Errorf("no warning with the cause logged: %q", out)
+	}
 }

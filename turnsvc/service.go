@@ -58,18 +58,16 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turnsvc: bad configuration:\n%w", err)
 	}
-	ifaces, err := interfaceIPs()
-	if err != nil {
-		return nil, fmt.Errorf("turnsvc: %w", err)
-	}
+	log := cfg.Logger()
+	ifaces, ifErr := interfaceIPs()
 	tel := cfg.Telemetry.OrDefault()
 	s := &Service{
 		cfg:       cfg,
 		set:       set,
-		log:       cfg.Logger(),
+		log:       log,
 		st:        newStats(),
 		tracer:    tel.Tracer.Tracer("github.com/tuturu/tuturu/turnsvc"),
-		guard:     &ownGuard{own: set.guardedOwnIPs(ifaces), relay: set.relayIPs()},
+		guard:     newOwnGuard(set, ifaces, ifErr, log),
 		ipLimit:   newClientLimits(),
 		otherLoop: newLoopBudget(cfg.AuthTimeout),
 	}
