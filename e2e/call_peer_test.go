@@ -155,17 +155,9 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if err := p.pc.SetRemoteDescription(sd); err != nil {
-			p.fail(fmt.Errorf("set offer: %w", err))
-			return
-		}
-		p.flushCandidatesLocked()
-		ans, err := p.pc.CreateAnswer(nil)
-		if err == nil {
-			err = p.pc.SetLocalDescription(ans)
-		}
+		ans, err := p.cands.answer(p.pc, sd)
 		if err != nil {
-			p.fail(fmt.Errorf("answer: %w", err))
+			p.fail(err)
 			return
 		}
 		b, _ := json.Marshal(ans)
@@ -178,11 +170,9 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if err := p.pc.SetRemoteDescription(sd); err != nil {
-			p.fail(fmt.Errorf("set answer: %w", err))
-			return
+		if err := p.cands.setRemote(p.pc, sd); err != nil {
+			p.fail(err)
 		}
-		p.flushCandidatesLocked()
 	case "ice-candidate":
 		var c webrtc.ICECandidateInit
 		if err := json.Unmarshal(m.Data, &c); err != nil {
@@ -199,12 +189,6 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 	case "pong":
 	default:
 		p.fail(fmt.Errorf("unexpected message %s", raw))
-	}
-}
-
-func (p *callPeer) flushCandidatesLocked() {
-	if err := p.cands.descriptionSet(p.pc); err != nil {
-		p.fail(err)
 	}
 }
 
@@ -226,8 +210,12 @@ func (r *remoteCandidates) add(pc *webrtc.PeerConnection, c webrtc.ICECandidateI
 	return nil
 }
 
-// descriptionSet adds what was held back; later candidates go straight to pc.
-func (r *remoteCandidates) descriptionSet(pc *webrtc.PeerConnection) error {
+// setRemote sets the remote description and adds the candidates held back for it; later
+// candidates go straight to pc.
+func (r *remoteCandidates) setRemote(pc *webrtc.PeerConnection, sd webrtc.SessionDescription) error {
+	if err := pc.SetRemoteDescription(sd); err != nil {
+		return fmt.Errorf("set %s: %w", sd.Type, err)
+	}
 	r.ready = true
 	var errs []error
 	for _, c := range r.pending {
@@ -237,6 +225,21 @@ func (r *remoteCandidates) descriptionSet(pc *webrtc.PeerConnection) error {
 	}
 	r.pending = nil
 	return errors.Join(errs...)
+}
+
+// answer takes a remote offer and returns the local answer, already set.
+func (r *remoteCandidates) answer(pc *webrtc.PeerConnection, offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	if err := r.setRemote(pc, offer); err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(ans)
+	}
+	if err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("answer: %w", err)
+	}
+	return ans, nil
 }
 
 // offer creates an offer (a new one on renegotiation) and sends it before any of its

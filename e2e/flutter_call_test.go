@@ -145,27 +145,17 @@ func (p *flutterCallPeer) handle(m serverMsg, raw []byte) {
 		switch m.Type {
 		case "offer":
 			p.remote, p.session = d.From, d.SessionID
-			if err := p.pc.SetRemoteDescription(*d.Description); err != nil {
-				p.fail(fmt.Errorf("set offer: %w", err))
-				return
-			}
-			p.flushLocked()
-			ans, err := p.pc.CreateAnswer(nil)
-			if err == nil {
-				err = p.pc.SetLocalDescription(ans)
-			}
+			ans, err := p.cands.answer(p.pc, *d.Description)
 			if err != nil {
-				p.fail(fmt.Errorf("answer: %w", err))
+				p.fail(err)
 				return
 			}
 			p.sendLocked("answer", map[string]any{"to": p.remote, "from": p.name, "session_id": p.session,
 				"description": map[string]string{"sdp": ans.SDP, "type": ans.Type.String()}})
 		case "answer":
-			if err := p.pc.SetRemoteDescription(*d.Description); err != nil {
-				p.fail(fmt.Errorf("set answer: %w", err))
-				return
+			if err := p.cands.setRemote(p.pc, *d.Description); err != nil {
+				p.fail(err)
 			}
-			p.flushLocked()
 		case "candidate":
 			if err := p.cands.add(p.pc, *d.Candidate); err != nil {
 				p.fail(err)
@@ -174,12 +164,6 @@ func (p *flutterCallPeer) handle(m serverMsg, raw []byte) {
 	case "keepalive", "leave", "bye":
 	default:
 		p.fail(fmt.Errorf("unexpected message %s", raw))
-	}
-}
-
-func (p *flutterCallPeer) flushLocked() {
-	if err := p.cands.descriptionSet(p.pc); err != nil {
-		p.fail(err)
 	}
 }
 
