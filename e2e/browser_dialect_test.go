@@ -115,10 +115,7 @@ func TestBrowserInvalidMessages(t *testing.T) {
 	}
 	// A member who breaks the protocol leaves for good: the other is told at once.
 	pin := nextPIN()
-	a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
-	a.join(pin)
-	b.join(pin)
-	a.expect("peer-joined")
+	a, b := joinedPair(t, s, pin)
 	b.send(`{"type":"nonsense"}`)
 	b.expectError("", "INVALID_MESSAGE")
 	a.expect("peer-left")
@@ -154,10 +151,7 @@ func TestBrowserNoGhosts(t *testing.T) {
 	t.Run("close frame", func(t *testing.T) {
 		s := long
 		pin := nextPIN()
-		a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
-		a.join(pin)
-		b.join(pin)
-		a.expect("peer-joined")
+		a, b := joinedPair(t, s, pin)
 		_ = b.c.Close(websocket.StatusNormalClosure, "bye")
 		a.expect("peer-left")
 		a.expectQuiet()
@@ -169,10 +163,7 @@ func TestBrowserNoGhosts(t *testing.T) {
 
 	t.Run("dropped socket", func(t *testing.T) {
 		pin := nextPIN()
-		a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
-		a.join(pin)
-		b.join(pin)
-		a.expect("peer-joined")
+		a, b := joinedPair(t, s, pin)
 		_ = b.c.CloseNow() // TCP gone, no close frame
 		a.expect("peer-left")
 		a.expectQuiet()
@@ -185,10 +176,7 @@ func TestBrowserNoGhosts(t *testing.T) {
 	t.Run("first member leaves, second becomes first", func(t *testing.T) {
 		s := long
 		pin := nextPIN()
-		a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
-		a.join(pin)
-		b.join(pin)
-		a.expect("peer-joined")
+		a, b := joinedPair(t, s, pin)
 		a.send(`{"type":"leave"}`)
 		b.expect("peer-left")
 		c := dialWS(t, s, "c", nil)
@@ -213,11 +201,7 @@ func TestBrowserDeadSocketDetected(t *testing.T) {
 		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },
 	})
 	pin := nextPIN()
-	a := dialWS(t, s, "a", nil)
-	a.join(pin)
-	b := dialWS(t, s, "b", nil)
-	b.join(pin)
-	a.expect("peer-joined")
+	a, _ := joinedPair(t, s, pin) // b, never read again, stays open until the test ends
 	// b stops reading, so it answers no pings; a keeps reading and answering.
 	a.expect("peer-left")
 }
@@ -321,11 +305,7 @@ func TestBrowserStuckReaderDropped(t *testing.T) {
 		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },
 	})
 	pin := nextPIN()
-	a := dialWS(t, s, "a", nil)
-	a.join(pin)
-	b := dialWS(t, s, "b", nil)
-	b.join(pin)
-	a.expect("peer-joined")
+	a, _ := joinedPair(t, s, pin)
 	// b reads nothing from here on; 400 offers of 60 KB are far more than socket buffers hold.
 	// a keeps reading (and so answering pings) while it writes.
 	left := make(chan struct{})

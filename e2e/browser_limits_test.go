@@ -26,10 +26,7 @@ func TestBrowserMessageSizeLimit(t *testing.T) {
 
 	// A member who sends a huge message leaves: the other is told.
 	pin := nextPIN()
-	a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
-	a.join(pin)
-	b.join(pin)
-	a.expect("peer-joined")
+	a, b := joinedPair(t, s, pin)
 	b.send(`{"type":"offer","data":{"sdp":"` + strings.Repeat("x", 4096) + `"}}`)
 	b.expectError("", "MESSAGE_TOO_BIG")
 	a.expect("peer-left")

@@ -16,10 +16,7 @@ func TestBrowserMessageTraced(t *testing.T) {
 	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
 	s := startStack(t, stackOptions{Telemetry: spans.telemetry})
 	pin := nextPIN()
-	a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
-	a.join(pin)
-	b.join(pin)
-	a.expect("peer-joined")
+	a, b := joinedPair(t, s, pin)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	a.send(`{"type":"offer","data":{"type":"offer","sdp":"v=0"},"traceparent":"00-` + traceID + `-00f067aa0ba902b7-01"}`)
 	b.expect("offer")

@@ -167,4 +167,16 @@ var pinCounter atomic.Int64
 
 func init() { pinCounter.Store(time.Now().UnixNano() % 800000) }
 
+// joinedPair opens two sockets, "a" and "b", that join pin in that order; a has been told
+// peer-joined.
+func joinedPair(t *testing.T, s *stack, pin string) (a, b *wsClient) {
+	t.Helper()
+	a = dialWS(t, s, "a", nil)
+	a.join(pin)
+	b = dialWS(t, s, "b", nil)
+	b.join(pin)
+	a.expect("peer-joined")
+	return a, b
+}
+
 func nextPIN() string { return fmt.Sprintf("%06d", 100000+pinCounter.Add(1)%800000) }
