@@ -98,17 +98,15 @@ func (s *jsonScanner) value(depth int) error {
 	case c == '"':
 		_, err := s.str()
 		return err
-	case c == '{':
+	case c == '{', c == '[':
 		if depth >= maxJSONDepth {
 			return errJSONDepth
 		}
 		s.i++
-		s.ws()
-		if s.eat('}') {
-			return nil
+		if c == '[' {
+			return s.items(']', func() error { return s.value(depth + 1) })
 		}
-		for {
-			s.ws()
+		return s.items('}', func() error {
 			if _, err := s.str(); err != nil {
 				return err
 			}
@@ -117,41 +115,8 @@ func (s *jsonScanner) value(depth int) error {
 				return errJSONSyntax
 			}
 			s.ws()
-			if err := s.value(depth + 1); err != nil {
-				return err
-			}
-			s.ws()
-			if s.eat(',') {
-				continue
-			}
-			if s.eat('}') {
-				return nil
-			}
-			return errJSONSyntax
-		}
-	case c == '[':
-		if depth >= maxJSONDepth {
-			return errJSONDepth
-		}
-		s.i++
-		s.ws()
-		if s.eat(']') {
-			return nil
-		}
-		for {
-			s.ws()
-			if err := s.value(depth + 1); err != nil {
-				return err
-			}
-			s.ws()
-			if s.eat(',') {
-				continue
-			}
-			if s.eat(']') {
-				return nil
-			}
-			return errJSONSyntax
-		}
+			return s.value(depth + 1)
+		})
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
@@ -162,6 +127,29 @@ func (s *jsonScanner) value(depth int) error {
 		return s.number()
 	}
 	return errJSONSyntax
+}
+
+// items scans the comma-separated items of an object or array, after its opening bracket,
+// through the closing one.
+func (s *jsonScanner) items(closing byte, item func() error) error {
+	s.ws()
+	if s.eat(closing) {
+		return nil
+	}
+	for {
+		s.ws()
+		if err := item(); err != nil {
+			return err
+		}
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		if s.eat(closing) {
+			return nil
+		}
+		return errJSONSyntax
+	}
 }
 
 func (s *jsonScanner) literal(lit string) error {
