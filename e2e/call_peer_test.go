@@ -83,18 +83,8 @@ func newCallPeerWith(t *testing.T, s *stack, name, pin string, setup func(joinIn
 }
 
 func (p *callPeer) newPeerConnection(api *webrtc.API, cfg webrtc.Configuration) {
-	pc, err := api.NewPeerConnection(cfg)
-	if err != nil {
-		p.t.Fatalf("%s: new peer connection: %v", p.name, err)
-	}
-	p.t.Cleanup(func() { _ = pc.Close() })
+	pc := newTestPeerConnection(p.t, p.name, api, cfg, p.connected)
 	p.pc = pc
-	var once sync.Once
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(p.connected) })
-		}
-	})
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil {
 			return
@@ -190,6 +180,24 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 	default:
 		p.fail(fmt.Errorf("unexpected message %s", raw))
 	}
+}
+
+// newTestPeerConnection creates a peer connection that is closed when the test ends and
+// closes connected the first time it connects.
+func newTestPeerConnection(t *testing.T, name string, api *webrtc.API, cfg webrtc.Configuration, connected chan struct{}) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := api.NewPeerConnection(cfg)
+	if err != nil {
+		t.Fatalf("%s: new peer connection: %v", name, err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	var once sync.Once
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	return pc
 }
 
 // remoteCandidates holds the candidates that arrive before the remote description, which

@@ -42,18 +42,8 @@ func newFlutterCallPeer(t *testing.T, s *stack, id string, cfg webrtc.Configurat
 		connected: make(chan struct{}),
 		channels:  make(chan *webrtc.DataChannel, 4),
 	}
-	pc, err := loopbackAPI().NewPeerConnection(cfg)
-	if err != nil {
-		t.Fatalf("%s: new peer connection: %v", id, err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
+	pc := newTestPeerConnection(t, id, loopbackAPI(), cfg, p.connected)
 	p.pc = pc
-	var once sync.Once
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(p.connected) })
-		}
-	})
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil {
 			return
