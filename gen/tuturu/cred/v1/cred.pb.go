@@ -739,6 +739,420 @@ func (x *RevokeResponse) GetRevocation() *Revocation {
 	return nil
 }
 
+// IssueBatchRequest asks for credentials for several participants.
+type IssueBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One request per participant, answered in the same order.
+	Requests      []*IssueRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueBatchRequest) Reset() {
+	*x = IssueBatchRequest{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueBatchRequest) ProtoMessage() {}
+
+func (x *IssueBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueBatchRequest.ProtoReflect.Descriptor instead.
+func (*IssueBatchRequest) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *IssueBatchRequest) GetRequests() []*IssueRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// IssueBatchResponse answers an IssueBatchRequest, item by item.
+type IssueBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per request, in the request's order.
+	Results       []*IssueResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueBatchResponse) Reset() {
+	*x = IssueBatchResponse{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueBatchResponse) ProtoMessage() {}
+
+func (x *IssueBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueBatchResponse.ProtoReflect.Descriptor instead.
+func (*IssueBatchResponse) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *IssueBatchResponse) GetResults() []*IssueResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// IssueResult is the outcome of one item of an IssueBatchRequest.
+type IssueResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credentials, or why there are none.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*IssueResult_Credentials
+	//	*IssueResult_Error
+	Result        isIssueResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueResult) Reset() {
+	*x = IssueResult{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueResult) ProtoMessage() {}
+
+func (x *IssueResult) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueResult.ProtoReflect.Descriptor instead.
+func (*IssueResult) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IssueResult) GetResult() isIssueResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *IssueResult) GetCredentials() *IssueResponse {
+	if x != nil {
+		if x, ok := x.Result.(*IssueResult_Credentials); ok {
+			return x.Credentials
+		}
+	}
+	return nil
+}
+
+func (x *IssueResult) GetError() *ItemError {
+	if x != nil {
+		if x, ok := x.Result.(*IssueResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isIssueResult_Result interface {
+	isIssueResult_Result()
+}
+
+type IssueResult_Credentials struct {
+	// What Issue would have returned.
+	Credentials *IssueResponse `protobuf:"bytes,1,opt,name=credentials,proto3,oneof"`
+}
+
+type IssueResult_Error struct {
+	// What Issue would have failed with.
+	Error *ItemError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*IssueResult_Credentials) isIssueResult_Result() {}
+
+func (*IssueResult_Error) isIssueResult_Result() {}
+
+// ItemError is the failure of one item of a batch; the other items are unaffected.
+type ItemError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A Connect error code, numbered as gRPC status codes (3 invalid_argument, 9 failed_precondition).
+	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Human-readable reason.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ItemError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// RevokeBatchRequest names several things to revoke.
+type RevokeBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One revocation per item, stored together.
+	Requests      []*RevokeRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeBatchRequest) Reset() {
+	*x = RevokeBatchRequest{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeBatchRequest) ProtoMessage() {}
+
+func (x *RevokeBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeBatchRequest.ProtoReflect.Descriptor instead.
+func (*RevokeBatchRequest) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RevokeBatchRequest) GetRequests() []*RevokeRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// RevokeBatchResponse answers a RevokeBatchRequest, item by item. The call fails as a whole only
+// when nothing could be stored, so a caller that gets a response may forget every item.
+type RevokeBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per request, in the request's order.
+	Results       []*RevokeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeBatchResponse) Reset() {
+	*x = RevokeBatchResponse{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeBatchResponse) ProtoMessage() {}
+
+func (x *RevokeBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeBatchResponse.ProtoReflect.Descriptor instead.
+func (*RevokeBatchResponse) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RevokeBatchResponse) GetResults() []*RevokeResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// RevokeResult is the outcome of one item of a RevokeBatchRequest.
+type RevokeResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored revocation, or why the item was refused.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*RevokeResult_Revocation
+	//	*RevokeResult_Error
+	Result        isRevokeResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResult) Reset() {
+	*x = RevokeResult{}
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResult) ProtoMessage() {}
+
+func (x *RevokeResult) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResult.ProtoReflect.Descriptor instead.
+func (*RevokeResult) Descriptor() ([]byte, []int) {
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RevokeResult) GetResult() isRevokeResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *RevokeResult) GetRevocation() *Revocation {
+	if x != nil {
+		if x, ok := x.Result.(*RevokeResult_Revocation); ok {
+			return x.Revocation
+		}
+	}
+	return nil
+}
+
+func (x *RevokeResult) GetError() *ItemError {
+	if x != nil {
+		if x, ok := x.Result.(*RevokeResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isRevokeResult_Result interface {
+	isRevokeResult_Result()
+}
+
+type RevokeResult_Revocation struct {
+	// The revocation in force.
+	Revocation *Revocation `protobuf:"bytes,1,opt,name=revocation,proto3,oneof"`
+}
+
+type RevokeResult_Error struct {
+	// Why this item was refused (a malformed target); retrying it cannot help.
+	Error *ItemError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*RevokeResult_Revocation) isRevokeResult_Result() {}
+
+func (*RevokeResult_Error) isRevokeResult_Result() {}
+
 // WatchRevocationsRequest starts a revocation feed.
 type WatchRevocationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -748,7 +1162,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[8]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +1174,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[8]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +1187,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{8}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{15}
 }
 
 // WatchRevocationsResponse carries revocations.
@@ -789,7 +1203,7 @@ type WatchRevocationsResponse struct {
 
 func (x *WatchRevocationsResponse) Reset() {
 	*x = WatchRevocationsResponse{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[9]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +1215,7 @@ func (x *WatchRevocationsResponse) String() string {
 func (*WatchRevocationsResponse) ProtoMessage() {}
 
 func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[9]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +1228,7 @@ func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{9}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRevocationsResponse) GetRevocations() []*Revocation {
@@ -848,7 +1262,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[10]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1274,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[10]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1287,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{10}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecretInfo) GetId() string {
@@ -913,7 +1327,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[11]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1339,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[11]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1352,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{11}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{18}
 }
 
 // RotateSecretResponse describes the new keyring.
@@ -954,7 +1368,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[12]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1380,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[12]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1393,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{12}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RotateSecretResponse) GetActive() *SecretInfo {
@@ -1005,7 +1419,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[13]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1431,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[13]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1444,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{13}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{20}
 }
 
 // ListSecretsResponse lists the keyring.
@@ -1044,7 +1458,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[14]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1470,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[14]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1483,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{14}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
@@ -1088,7 +1502,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[15]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1514,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[15]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1527,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{15}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{22}
 }
 
 // ListRevocationsResponse lists the revocations in force.
@@ -1127,7 +1541,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[16]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1553,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[16]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1566,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{16}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -1175,7 +1589,7 @@ type RevokeParticipantRequest struct {
 
 func (x *RevokeParticipantRequest) Reset() {
 	*x = RevokeParticipantRequest{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[17]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1601,7 @@ func (x *RevokeParticipantRequest) String() string {
 func (*RevokeParticipantRequest) ProtoMessage() {}
 
 func (x *RevokeParticipantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[17]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1614,7 @@ func (x *RevokeParticipantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeParticipantRequest.ProtoReflect.Descriptor instead.
 func (*RevokeParticipantRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{17}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeParticipantRequest) GetParticipantId() string {
@@ -1228,7 +1642,7 @@ type RevokeParticipantResponse struct {
 
 func (x *RevokeParticipantResponse) Reset() {
 	*x = RevokeParticipantResponse{}
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[18]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1654,7 @@ func (x *RevokeParticipantResponse) String() string {
 func (*RevokeParticipantResponse) ProtoMessage() {}
 
 func (x *RevokeParticipantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[18]
+	mi := &file_tuturu_cred_v1_cred_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1667,7 @@ func (x *RevokeParticipantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeParticipantResponse.ProtoReflect.Descriptor instead.
 func (*RevokeParticipantResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{18}
+	return file_tuturu_cred_v1_cred_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeParticipantResponse) GetRevocation() *Revocation {
@@ -1313,7 +1727,28 @@ const file_tuturu_cred_v1_cred_proto_rawDesc = "" +
 	"\x0eRevokeResponse\x12:\n" +
 	"\n" +
 	"revocation\x18\x01 \x01(\v2\x1a.tuturu.cred.v1.RevocationR\n" +
-	"revocation\"\x19\n" +
+	"revocation\"M\n" +
+	"\x11IssueBatchRequest\x128\n" +
+	"\brequests\x18\x01 \x03(\v2\x1c.tuturu.cred.v1.IssueRequestR\brequests\"K\n" +
+	"\x12IssueBatchResponse\x125\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.tuturu.cred.v1.IssueResultR\aresults\"\x8d\x01\n" +
+	"\vIssueResult\x12A\n" +
+	"\vcredentials\x18\x01 \x01(\v2\x1d.tuturu.cred.v1.IssueResponseH\x00R\vcredentials\x121\n" +
+	"\x05error\x18\x02 \x01(\v2\x19.tuturu.cred.v1.ItemErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"9\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"O\n" +
+	"\x12RevokeBatchRequest\x129\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.tuturu.cred.v1.RevokeRequestR\brequests\"M\n" +
+	"\x13RevokeBatchResponse\x126\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.tuturu.cred.v1.RevokeResultR\aresults\"\x89\x01\n" +
+	"\fRevokeResult\x12<\n" +
+	"\n" +
+	"revocation\x18\x01 \x01(\v2\x1a.tuturu.cred.v1.RevocationH\x00R\n" +
+	"revocation\x121\n" +
+	"\x05error\x18\x02 \x01(\v2\x19.tuturu.cred.v1.ItemErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"\x19\n" +
 	"\x17WatchRevocationsRequest\"t\n" +
 	"\x18WatchRevocationsResponse\x12<\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x1a.tuturu.cred.v1.RevocationR\vrevocations\x12\x1a\n" +
@@ -1353,12 +1788,15 @@ const file_tuturu_cred_v1_cred_proto_rawDesc = "" +
 	"\x11VERDICT_MALFORMED\x10\x02\x12\x1a\n" +
 	"\x16VERDICT_UNKNOWN_SECRET\x10\x03\x12\x13\n" +
 	"\x0fVERDICT_EXPIRED\x10\x04\x12\x13\n" +
-	"\x0fVERDICT_REVOKED\x10\x052\xdf\x02\n" +
+	"\x0fVERDICT_REVOKED\x10\x052\x8c\x04\n" +
 	"\x11CredentialService\x12D\n" +
 	"\x05Issue\x12\x1c.tuturu.cred.v1.IssueRequest\x1a\x1d.tuturu.cred.v1.IssueResponse\x12R\n" +
 	"\bValidate\x12\x1f.tuturu.cred.v1.ValidateRequest\x1a .tuturu.cred.v1.ValidateResponse\"\x03\x90\x02\x01\x12G\n" +
 	"\x06Revoke\x12\x1d.tuturu.cred.v1.RevokeRequest\x1a\x1e.tuturu.cred.v1.RevokeResponse\x12g\n" +
-	"\x10WatchRevocations\x12'.tuturu.cred.v1.WatchRevocationsRequest\x1a(.tuturu.cred.v1.WatchRevocationsResponse0\x012\xa3\x03\n" +
+	"\x10WatchRevocations\x12'.tuturu.cred.v1.WatchRevocationsRequest\x1a(.tuturu.cred.v1.WatchRevocationsResponse0\x01\x12S\n" +
+	"\n" +
+	"IssueBatch\x12!.tuturu.cred.v1.IssueBatchRequest\x1a\".tuturu.cred.v1.IssueBatchResponse\x12V\n" +
+	"\vRevokeBatch\x12\".tuturu.cred.v1.RevokeBatchRequest\x1a#.tuturu.cred.v1.RevokeBatchResponse2\xa3\x03\n" +
 	"\x16CredentialAdminService\x12Y\n" +
 	"\fRotateSecret\x12#.tuturu.cred.v1.RotateSecretRequest\x1a$.tuturu.cred.v1.RotateSecretResponse\x12[\n" +
 	"\vListSecrets\x12\".tuturu.cred.v1.ListSecretsRequest\x1a#.tuturu.cred.v1.ListSecretsResponse\"\x03\x90\x02\x01\x12g\n" +
@@ -1379,7 +1817,7 @@ func file_tuturu_cred_v1_cred_proto_rawDescGZIP() []byte {
 }
 
 var file_tuturu_cred_v1_cred_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tuturu_cred_v1_cred_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tuturu_cred_v1_cred_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_tuturu_cred_v1_cred_proto_goTypes = []any{
 	(SecretState)(0),                  // 0: tuturu.cred.v1.SecretState
 	(Verdict)(0),                      // 1: tuturu.cred.v1.Verdict
@@ -1391,60 +1829,79 @@ var file_tuturu_cred_v1_cred_proto_goTypes = []any{
 	(*Revocation)(nil),                // 7: tuturu.cred.v1.Revocation
 	(*RevokeRequest)(nil),             // 8: tuturu.cred.v1.RevokeRequest
 	(*RevokeResponse)(nil),            // 9: tuturu.cred.v1.RevokeResponse
-	(*WatchRevocationsRequest)(nil),   // 10: tuturu.cred.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil),  // 11: tuturu.cred.v1.WatchRevocationsResponse
-	(*SecretInfo)(nil),                // 12: tuturu.cred.v1.SecretInfo
-	(*RotateSecretRequest)(nil),       // 13: tuturu.cred.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),      // 14: tuturu.cred.v1.RotateSecretResponse
-	(*ListSecretsRequest)(nil),        // 15: tuturu.cred.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),       // 16: tuturu.cred.v1.ListSecretsResponse
-	(*ListRevocationsRequest)(nil),    // 17: tuturu.cred.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),   // 18: tuturu.cred.v1.ListRevocationsResponse
-	(*RevokeParticipantRequest)(nil),  // 19: tuturu.cred.v1.RevokeParticipantRequest
-	(*RevokeParticipantResponse)(nil), // 20: tuturu.cred.v1.RevokeParticipantResponse
-	(*durationpb.Duration)(nil),       // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
+	(*IssueBatchRequest)(nil),         // 10: tuturu.cred.v1.IssueBatchRequest
+	(*IssueBatchResponse)(nil),        // 11: tuturu.cred.v1.IssueBatchResponse
+	(*IssueResult)(nil),               // 12: tuturu.cred.v1.IssueResult
+	(*ItemError)(nil),                 // 13: tuturu.cred.v1.ItemError
+	(*RevokeBatchRequest)(nil),        // 14: tuturu.cred.v1.RevokeBatchRequest
+	(*RevokeBatchResponse)(nil),       // 15: tuturu.cred.v1.RevokeBatchResponse
+	(*RevokeResult)(nil),              // 16: tuturu.cred.v1.RevokeResult
+	(*WatchRevocationsRequest)(nil),   // 17: tuturu.cred.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),  // 18: tuturu.cred.v1.WatchRevocationsResponse
+	(*SecretInfo)(nil),                // 19: tuturu.cred.v1.SecretInfo
+	(*RotateSecretRequest)(nil),       // 20: tuturu.cred.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),      // 21: tuturu.cred.v1.RotateSecretResponse
+	(*ListSecretsRequest)(nil),        // 22: tuturu.cred.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),       // 23: tuturu.cred.v1.ListSecretsResponse
+	(*ListRevocationsRequest)(nil),    // 24: tuturu.cred.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),   // 25: tuturu.cred.v1.ListRevocationsResponse
+	(*RevokeParticipantRequest)(nil),  // 26: tuturu.cred.v1.RevokeParticipantRequest
+	(*RevokeParticipantResponse)(nil), // 27: tuturu.cred.v1.RevokeParticipantResponse
+	(*durationpb.Duration)(nil),       // 28: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
 }
 var file_tuturu_cred_v1_cred_proto_depIdxs = []int32{
-	21, // 0: tuturu.cred.v1.IssueRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 0: tuturu.cred.v1.IssueRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 1: tuturu.cred.v1.IssueResponse.ice_servers:type_name -> tuturu.cred.v1.IceServer
-	22, // 2: tuturu.cred.v1.IssueResponse.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 3: tuturu.cred.v1.IssueResponse.ttl:type_name -> google.protobuf.Duration
+	29, // 2: tuturu.cred.v1.IssueResponse.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 3: tuturu.cred.v1.IssueResponse.ttl:type_name -> google.protobuf.Duration
 	1,  // 4: tuturu.cred.v1.ValidateResponse.verdict:type_name -> tuturu.cred.v1.Verdict
-	22, // 5: tuturu.cred.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	22, // 6: tuturu.cred.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
-	22, // 7: tuturu.cred.v1.Revocation.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 5: tuturu.cred.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 6: tuturu.cred.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	29, // 7: tuturu.cred.v1.Revocation.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 8: tuturu.cred.v1.RevokeResponse.revocation:type_name -> tuturu.cred.v1.Revocation
-	7,  // 9: tuturu.cred.v1.WatchRevocationsResponse.revocations:type_name -> tuturu.cred.v1.Revocation
-	0,  // 10: tuturu.cred.v1.SecretInfo.state:type_name -> tuturu.cred.v1.SecretState
-	22, // 11: tuturu.cred.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	21, // 12: tuturu.cred.v1.SecretInfo.age:type_name -> google.protobuf.Duration
-	12, // 13: tuturu.cred.v1.RotateSecretResponse.active:type_name -> tuturu.cred.v1.SecretInfo
-	12, // 14: tuturu.cred.v1.RotateSecretResponse.previous:type_name -> tuturu.cred.v1.SecretInfo
-	12, // 15: tuturu.cred.v1.ListSecretsResponse.secrets:type_name -> tuturu.cred.v1.SecretInfo
-	7,  // 16: tuturu.cred.v1.ListRevocationsResponse.revocations:type_name -> tuturu.cred.v1.Revocation
-	7,  // 17: tuturu.cred.v1.RevokeParticipantResponse.revocation:type_name -> tuturu.cred.v1.Revocation
-	3,  // 18: tuturu.cred.v1.CredentialService.Issue:input_type -> tuturu.cred.v1.IssueRequest
-	5,  // 19: tuturu.cred.v1.CredentialService.Validate:input_type -> tuturu.cred.v1.ValidateRequest
-	8,  // 20: tuturu.cred.v1.CredentialService.Revoke:input_type -> tuturu.cred.v1.RevokeRequest
-	10, // 21: tuturu.cred.v1.CredentialService.WatchRevocations:input_type -> tuturu.cred.v1.WatchRevocationsRequest
-	13, // 22: tuturu.cred.v1.CredentialAdminService.RotateSecret:input_type -> tuturu.cred.v1.RotateSecretRequest
-	15, // 23: tuturu.cred.v1.CredentialAdminService.ListSecrets:input_type -> tuturu.cred.v1.ListSecretsRequest
-	17, // 24: tuturu.cred.v1.CredentialAdminService.ListRevocations:input_type -> tuturu.cred.v1.ListRevocationsRequest
-	19, // 25: tuturu.cred.v1.CredentialAdminService.RevokeParticipant:input_type -> tuturu.cred.v1.RevokeParticipantRequest
-	4,  // 26: tuturu.cred.v1.CredentialService.Issue:output_type -> tuturu.cred.v1.IssueResponse
-	6,  // 27: tuturu.cred.v1.CredentialService.Validate:output_type -> tuturu.cred.v1.ValidateResponse
-	9,  // 28: tuturu.cred.v1.CredentialService.Revoke:output_type -> tuturu.cred.v1.RevokeResponse
-	11, // 29: tuturu.cred.v1.CredentialService.WatchRevocations:output_type -> tuturu.cred.v1.WatchRevocationsResponse
-	14, // 30: tuturu.cred.v1.CredentialAdminService.RotateSecret:output_type -> tuturu.cred.v1.RotateSecretResponse
-	16, // 31: tuturu.cred.v1.CredentialAdminService.ListSecrets:output_type -> tuturu.cred.v1.ListSecretsResponse
-	18, // 32: tuturu.cred.v1.CredentialAdminService.ListRevocations:output_type -> tuturu.cred.v1.ListRevocationsResponse
-	20, // 33: tuturu.cred.v1.CredentialAdminService.RevokeParticipant:output_type -> tuturu.cred.v1.RevokeParticipantResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	3,  // 9: tuturu.cred.v1.IssueBatchRequest.requests:type_name -> tuturu.cred.v1.IssueRequest
+	12, // 10: tuturu.cred.v1.IssueBatchResponse.results:type_name -> tuturu.cred.v1.IssueResult
+	4,  // 11: tuturu.cred.v1.IssueResult.credentials:type_name -> tuturu.cred.v1.IssueResponse
+	13, // 12: tuturu.cred.v1.IssueResult.error:type_name -> tuturu.cred.v1.ItemError
+	8,  // 13: tuturu.cred.v1.RevokeBatchRequest.requests:type_name -> tuturu.cred.v1.RevokeRequest
+	16, // 14: tuturu.cred.v1.RevokeBatchResponse.results:type_name -> tuturu.cred.v1.RevokeResult
+	7,  // 15: tuturu.cred.v1.RevokeResult.revocation:type_name -> tuturu.cred.v1.Revocation
+	13, // 16: tuturu.cred.v1.RevokeResult.error:type_name -> tuturu.cred.v1.ItemError
+	7,  // 17: tuturu.cred.v1.WatchRevocationsResponse.revocations:type_name -> tuturu.cred.v1.Revocation
+	0,  // 18: tuturu.cred.v1.SecretInfo.state:type_name -> tuturu.cred.v1.SecretState
+	29, // 19: tuturu.cred.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	28, // 20: tuturu.cred.v1.SecretInfo.age:type_name -> google.protobuf.Duration
+	19, // 21: tuturu.cred.v1.RotateSecretResponse.active:type_name -> tuturu.cred.v1.SecretInfo
+	19, // 22: tuturu.cred.v1.RotateSecretResponse.previous:type_name -> tuturu.cred.v1.SecretInfo
+	19, // 23: tuturu.cred.v1.ListSecretsResponse.secrets:type_name -> tuturu.cred.v1.SecretInfo
+	7,  // 24: tuturu.cred.v1.ListRevocationsResponse.revocations:type_name -> tuturu.cred.v1.Revocation
+	7,  // 25: tuturu.cred.v1.RevokeParticipantResponse.revocation:type_name -> tuturu.cred.v1.Revocation
+	3,  // 26: tuturu.cred.v1.CredentialService.Issue:input_type -> tuturu.cred.v1.IssueRequest
+	5,  // 27: tuturu.cred.v1.CredentialService.Validate:input_type -> tuturu.cred.v1.ValidateRequest
+	8,  // 28: tuturu.cred.v1.CredentialService.Revoke:input_type -> tuturu.cred.v1.RevokeRequest
+	17, // 29: tuturu.cred.v1.CredentialService.WatchRevocations:input_type -> tuturu.cred.v1.WatchRevocationsRequest
+	10, // 30: tuturu.cred.v1.CredentialService.IssueBatch:input_type -> tuturu.cred.v1.IssueBatchRequest
+	14, // 31: tuturu.cred.v1.CredentialService.RevokeBatch:input_type -> tuturu.cred.v1.RevokeBatchRequest
+	20, // 32: tuturu.cred.v1.CredentialAdminService.RotateSecret:input_type -> tuturu.cred.v1.RotateSecretRequest
+	22, // 33: tuturu.cred.v1.CredentialAdminService.ListSecrets:input_type -> tuturu.cred.v1.ListSecretsRequest
+	24, // 34: tuturu.cred.v1.CredentialAdminService.ListRevocations:input_type -> tuturu.cred.v1.ListRevocationsRequest
+	26, // 35: tuturu.cred.v1.CredentialAdminService.RevokeParticipant:input_type -> tuturu.cred.v1.RevokeParticipantRequest
+	4,  // 36: tuturu.cred.v1.CredentialService.Issue:output_type -> tuturu.cred.v1.IssueResponse
+	6,  // 37: tuturu.cred.v1.CredentialService.Validate:output_type -> tuturu.cred.v1.ValidateResponse
+	9,  // 38: tuturu.cred.v1.CredentialService.Revoke:output_type -> tuturu.cred.v1.RevokeResponse
+	18, // 39: tuturu.cred.v1.CredentialService.WatchRevocations:output_type -> tuturu.cred.v1.WatchRevocationsResponse
+	11, // 40: tuturu.cred.v1.CredentialService.IssueBatch:output_type -> tuturu.cred.v1.IssueBatchResponse
+	15, // 41: tuturu.cred.v1.CredentialService.RevokeBatch:output_type -> tuturu.cred.v1.RevokeBatchResponse
+	21, // 42: tuturu.cred.v1.CredentialAdminService.RotateSecret:output_type -> tuturu.cred.v1.RotateSecretResponse
+	23, // 43: tuturu.cred.v1.CredentialAdminService.ListSecrets:output_type -> tuturu.cred.v1.ListSecretsResponse
+	25, // 44: tuturu.cred.v1.CredentialAdminService.ListRevocations:output_type -> tuturu.cred.v1.ListRevocationsResponse
+	27, // 45: tuturu.cred.v1.CredentialAdminService.RevokeParticipant:output_type -> tuturu.cred.v1.RevokeParticipantResponse
+	36, // [36:46] is the sub-list for method output_type
+	26, // [26:36] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tuturu_cred_v1_cred_proto_init() }
@@ -1460,13 +1917,21 @@ func file_tuturu_cred_v1_cred_proto_init() {
 		(*RevokeRequest_Username)(nil),
 		(*RevokeRequest_ParticipantId)(nil),
 	}
+	file_tuturu_cred_v1_cred_proto_msgTypes[10].OneofWrappers = []any{
+		(*IssueResult_Credentials)(nil),
+		(*IssueResult_Error)(nil),
+	}
+	file_tuturu_cred_v1_cred_proto_msgTypes[14].OneofWrappers = []any{
+		(*RevokeResult_Revocation)(nil),
+		(*RevokeResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tuturu_cred_v1_cred_proto_rawDesc), len(file_tuturu_cred_v1_cred_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -7,6 +7,7 @@
 package roomv1
 
 import (
+	v1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -836,6 +837,566 @@ func (*JoinResponse_RoomClosed) isJoinResponse_Event() {}
 
 func (*JoinResponse_Error) isJoinResponse_Event() {}
 
+// SessionsRequest is a batch of requests from the members of one gateway. The first message of
+// a stream may be empty: roomsvc answers it with an empty batch, so the gateway knows the
+// stream is up.
+type SessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requests, in the order the gateway received them; a member's own stay in its order.
+	Requests      []*MemberRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsRequest) Reset() {
+	*x = SessionsRequest{}
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsRequest) ProtoMessage() {}
+
+func (x *SessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsRequest.ProtoReflect.Descriptor instead.
+func (*SessionsRequest) Descriptor() ([]byte, []int) {
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionsRequest) GetRequests() []*MemberRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// MemberRequest is one request of one member (a socket on the gateway).
+type MemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gateway's id for the socket, unique for the life of the gateway process; events for
+	// the member carry it back.
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// W3C trace context (traceparent, tracestate) of the gateway span that sent this request.
+	TraceContext map[string]string `protobuf:"bytes,2,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What the request does.
+	//
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*MemberRequest_Enter
+	//	*MemberRequest_Resume
+	//	*MemberRequest_Signal
+	//	*MemberRequest_Leave
+	//	*MemberRequest_Detach
+	Msg           isMemberRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRequest) Reset() {
+	*x = MemberRequest{}
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRequest) ProtoMessage() {}
+
+func (x *MemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRequest.ProtoReflect.Descriptor instead.
+func (*MemberRequest) Descriptor() ([]byte, []int) {
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MemberRequest) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *MemberRequest) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+func (x *MemberRequest) GetMsg() isMemberRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *MemberRequest) GetEnter() *Enter {
+	if x != nil {
+		if x, ok := x.Msg.(*MemberRequest_Enter); ok {
+			return x.Enter
+		}
+	}
+	return nil
+}
+
+func (x *MemberRequest) GetResume() *Resume {
+	if x != nil {
+		if x, ok := x.Msg.(*MemberRequest_Resume); ok {
+			return x.Resume
+		}
+	}
+	return nil
+}
+
+func (x *MemberRequest) GetSignal() *Signal {
+	if x != nil {
+		if x, ok := x.Msg.(*MemberRequest_Signal); ok {
+			return x.Signal
+		}
+	}
+	return nil
+}
+
+func (x *MemberRequest) GetLeave() *Leave {
+	if x != nil {
+		if x, ok := x.Msg.(*MemberRequest_Leave); ok {
+			return x.Leave
+		}
+	}
+	return nil
+}
+
+func (x *MemberRequest) GetDetach() *Detach {
+	if x != nil {
+		if x, ok := x.Msg.(*MemberRequest_Detach); ok {
+			return x.Detach
+		}
+	}
+	return nil
+}
+
+type isMemberRequest_Msg interface {
+	isMemberRequest_Msg()
+}
+
+type MemberRequest_Enter struct {
+	// First request of a session: enter a room.
+	Enter *Enter `protobuf:"bytes,3,opt,name=enter,proto3,oneof"`
+}
+
+type MemberRequest_Resume struct {
+	// First request of a session: take back a held slot.
+	Resume *Resume `protobuf:"bytes,4,opt,name=resume,proto3,oneof"`
+}
+
+type MemberRequest_Signal struct {
+	// A signal for another member.
+	Signal *Signal `protobuf:"bytes,5,opt,name=signal,proto3,oneof"`
+}
+
+type MemberRequest_Leave struct {
+	// Leave the room for good; the other members are told at once.
+	Leave *Leave `protobuf:"bytes,6,opt,name=leave,proto3,oneof"`
+}
+
+type MemberRequest_Detach struct {
+	// The socket dropped without a close frame: hold the slot for a resume.
+	Detach *Detach `protobuf:"bytes,7,opt,name=detach,proto3,oneof"`
+}
+
+func (*MemberRequest_Enter) isMemberRequest_Msg() {}
+
+func (*MemberRequest_Resume) isMemberRequest_Msg() {}
+
+func (*MemberRequest_Signal) isMemberRequest_Msg() {}
+
+func (*MemberRequest_Leave) isMemberRequest_Msg() {}
+
+func (*MemberRequest_Detach) isMemberRequest_Msg() {}
+
+// Detach says a member's socket is gone without a goodbye; its slot is held for the resume grace.
+type Detach struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Detach) Reset() {
+	*x = Detach{}
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Detach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Detach) ProtoMessage() {}
+
+func (x *Detach) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Detach.ProtoReflect.Descriptor instead.
+func (*Detach) Descriptor() ([]byte, []int) {
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{8}
+}
+
+// SessionsResponse is a batch of events for the members of one gateway.
+type SessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events; a member's own are in the order they happened.
+	Events        []*MemberEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsResponse) Reset() {
+	*x = SessionsResponse{}
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsResponse) ProtoMessage() {}
+
+func (x *SessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsResponse.ProtoReflect.Descriptor instead.
+func (*SessionsResponse) Descriptor() ([]byte, []int) {
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SessionsResponse) GetEvents() []*MemberEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// MemberEvent is one event for one member.
+type MemberEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gateway's id for the member's socket, from its requests.
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// W3C trace context of the roomsvc span that produced this event, when there is one.
+	TraceContext map[string]string `protobuf:"bytes,2,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What happened.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*MemberEvent_Joined
+	//	*MemberEvent_PeerJoined
+	//	*MemberEvent_Signal
+	//	*MemberEvent_PeerLeft
+	//	*MemberEvent_MembersChanged
+	//	*MemberEvent_RoomClosed
+	//	*MemberEvent_Error
+	//	*MemberEvent_Ended
+	Event         isMemberEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberEvent) Reset() {
+	*x = MemberEvent{}
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberEvent) ProtoMessage() {}
+
+func (x *MemberEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberEvent.ProtoReflect.Descriptor instead.
+func (*MemberEvent) Descriptor() ([]byte, []int) {
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MemberEvent) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *MemberEvent) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetEvent() isMemberEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetJoined() *Joined {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_Joined); ok {
+			return x.Joined
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetPeerJoined() *PeerJoined {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_PeerJoined); ok {
+			return x.PeerJoined
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetSignal() *SignalReceived {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_Signal); ok {
+			return x.Signal
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetPeerLeft() *PeerLeft {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_PeerLeft); ok {
+			return x.PeerLeft
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetMembersChanged() *MembersChanged {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_MembersChanged); ok {
+			return x.MembersChanged
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetRoomClosed() *RoomClosed {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_RoomClosed); ok {
+			return x.RoomClosed
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetError() *SignalError {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetEnded() *Ended {
+	if x != nil {
+		if x, ok := x.Event.(*MemberEvent_Ended); ok {
+			return x.Ended
+		}
+	}
+	return nil
+}
+
+type isMemberEvent_Event interface {
+	isMemberEvent_Event()
+}
+
+type MemberEvent_Joined struct {
+	// The session is a member: who it is, with its TURN credentials.
+	Joined *Joined `protobuf:"bytes,3,opt,name=joined,proto3,oneof"`
+}
+
+type MemberEvent_PeerJoined struct {
+	// The other member arrived (PIN rooms: sent to the first member only).
+	PeerJoined *PeerJoined `protobuf:"bytes,4,opt,name=peer_joined,json=peerJoined,proto3,oneof"`
+}
+
+type MemberEvent_Signal struct {
+	// A signal from another member.
+	Signal *SignalReceived `protobuf:"bytes,5,opt,name=signal,proto3,oneof"`
+}
+
+type MemberEvent_PeerLeft struct {
+	// Another member is gone for good.
+	PeerLeft *PeerLeft `protobuf:"bytes,6,opt,name=peer_left,json=peerLeft,proto3,oneof"`
+}
+
+type MemberEvent_MembersChanged struct {
+	// Lobby only: the full member list, after every change.
+	MembersChanged *MembersChanged `protobuf:"bytes,7,opt,name=members_changed,json=membersChanged,proto3,oneof"`
+}
+
+type MemberEvent_RoomClosed struct {
+	// An operator closed the room; the membership is over.
+	RoomClosed *RoomClosed `protobuf:"bytes,8,opt,name=room_closed,json=roomClosed,proto3,oneof"`
+}
+
+type MemberEvent_Error struct {
+	// A request failed without ending the membership (e.g. unknown recipient).
+	Error *SignalError `protobuf:"bytes,9,opt,name=error,proto3,oneof"`
+}
+
+type MemberEvent_Ended struct {
+	// The session is not (or no longer) a member; no event follows for it.
+	Ended *Ended `protobuf:"bytes,10,opt,name=ended,proto3,oneof"`
+}
+
+func (*MemberEvent_Joined) isMemberEvent_Event() {}
+
+func (*MemberEvent_PeerJoined) isMemberEvent_Event() {}
+
+func (*MemberEvent_Signal) isMemberEvent_Event() {}
+
+func (*MemberEvent_PeerLeft) isMemberEvent_Event() {}
+
+func (*MemberEvent_MembersChanged) isMemberEvent_Event() {}
+
+func (*MemberEvent_RoomClosed) isMemberEvent_Event() {}
+
+func (*MemberEvent_Error) isMemberEvent_Event() {}
+
+func (*MemberEvent_Ended) isMemberEvent_Event() {}
+
+// Ended says a session's enter or resume was refused, or that roomsvc ended its membership.
+type Ended struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A Connect error code, numbered as gRPC status codes (3 invalid_argument, 5 not_found,
+	// 6 already_exists, 8 resource_exhausted, 9 failed_precondition, 14 unavailable).
+	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Human-readable reason, safe to show (never a PIN or a token).
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Machine-readable reason, as counted in GetStats.rejections (room_full, bad_token, ...).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ended) Reset() {
+	*x = Ended{}
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ended) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ended) ProtoMessage() {}
+
+func (x *Ended) ProtoReflect() protoreflect.Message {
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ended.ProtoReflect.Descriptor instead.
+func (*Ended) Descriptor() ([]byte, []int) {
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Ended) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Ended) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Ended) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Member describes one member of a room.
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -859,7 +1420,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[6]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1432,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[6]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1445,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{6}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Member) GetParticipantId() string {
@@ -952,14 +1513,16 @@ type Joined struct {
 	// How long the slot is held after the stream drops.
 	ResumeGrace *durationpb.Duration `protobuf:"bytes,6,opt,name=resume_grace,json=resumeGrace,proto3" json:"resume_grace,omitempty"`
 	// True when this stream took back a held slot.
-	Resumed       bool `protobuf:"varint,7,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	Resumed bool `protobuf:"varint,7,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	// ICE servers with fresh TURN credentials for this member, issued on every enter and resume.
+	Credentials   *v1.IssueResponse `protobuf:"bytes,8,opt,name=credentials,proto3" json:"credentials,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Joined) Reset() {
 	*x = Joined{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[7]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1534,7 @@ func (x *Joined) String() string {
 func (*Joined) ProtoMessage() {}
 
 func (x *Joined) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[7]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1547,7 @@ func (x *Joined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Joined.ProtoReflect.Descriptor instead.
 func (*Joined) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{7}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Joined) GetRoomId() string {
@@ -1036,6 +1599,13 @@ func (x *Joined) GetResumed() bool {
 	return false
 }
 
+func (x *Joined) GetCredentials() *v1.IssueResponse {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
 // PeerJoined says another member arrived.
 type PeerJoined struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1047,7 +1617,7 @@ type PeerJoined struct {
 
 func (x *PeerJoined) Reset() {
 	*x = PeerJoined{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[8]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1629,7 @@ func (x *PeerJoined) String() string {
 func (*PeerJoined) ProtoMessage() {}
 
 func (x *PeerJoined) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[8]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1642,7 @@ func (x *PeerJoined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerJoined.ProtoReflect.Descriptor instead.
 func (*PeerJoined) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{8}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerJoined) GetMember() *Member {
@@ -1099,7 +1669,7 @@ type SignalReceived struct {
 
 func (x *SignalReceived) Reset() {
 	*x = SignalReceived{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[9]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1681,7 @@ func (x *SignalReceived) String() string {
 func (*SignalReceived) ProtoMessage() {}
 
 func (x *SignalReceived) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[9]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1694,7 @@ func (x *SignalReceived) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalReceived.ProtoReflect.Descriptor instead.
 func (*SignalReceived) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{9}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SignalReceived) GetFromParticipantId() string {
@@ -1168,7 +1738,7 @@ type PeerLeft struct {
 
 func (x *PeerLeft) Reset() {
 	*x = PeerLeft{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[10]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1750,7 @@ func (x *PeerLeft) String() string {
 func (*PeerLeft) ProtoMessage() {}
 
 func (x *PeerLeft) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[10]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1763,7 @@ func (x *PeerLeft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerLeft.ProtoReflect.Descriptor instead.
 func (*PeerLeft) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{10}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerLeft) GetMember() *Member {
@@ -1221,7 +1791,7 @@ type MembersChanged struct {
 
 func (x *MembersChanged) Reset() {
 	*x = MembersChanged{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[11]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1803,7 @@ func (x *MembersChanged) String() string {
 func (*MembersChanged) ProtoMessage() {}
 
 func (x *MembersChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[11]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1816,7 @@ func (x *MembersChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersChanged.ProtoReflect.Descriptor instead.
 func (*MembersChanged) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{11}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MembersChanged) GetMembers() []*Member {
@@ -1267,7 +1837,7 @@ type RoomClosed struct {
 
 func (x *RoomClosed) Reset() {
 	*x = RoomClosed{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[12]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1849,7 @@ func (x *RoomClosed) String() string {
 func (*RoomClosed) ProtoMessage() {}
 
 func (x *RoomClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[12]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1862,7 @@ func (x *RoomClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomClosed.ProtoReflect.Descriptor instead.
 func (*RoomClosed) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{12}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RoomClosed) GetReason() string {
@@ -1317,7 +1887,7 @@ type SignalError struct {
 
 func (x *SignalError) Reset() {
 	*x = SignalError{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[13]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1899,7 @@ func (x *SignalError) String() string {
 func (*SignalError) ProtoMessage() {}
 
 func (x *SignalError) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[13]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1912,7 @@ func (x *SignalError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalError.ProtoReflect.Descriptor instead.
 func (*SignalError) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{13}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SignalError) GetRequest() string {
@@ -1385,7 +1955,7 @@ type RoomSummary struct {
 
 func (x *RoomSummary) Reset() {
 	*x = RoomSummary{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[14]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1967,7 @@ func (x *RoomSummary) String() string {
 func (*RoomSummary) ProtoMessage() {}
 
 func (x *RoomSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[14]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1980,7 @@ func (x *RoomSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomSummary.ProtoReflect.Descriptor instead.
 func (*RoomSummary) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{14}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RoomSummary) GetRoomId() string {
@@ -1459,7 +2029,7 @@ type ListRoomsRequest struct {
 
 func (x *ListRoomsRequest) Reset() {
 	*x = ListRoomsRequest{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[15]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +2041,7 @@ func (x *ListRoomsRequest) String() string {
 func (*ListRoomsRequest) ProtoMessage() {}
 
 func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[15]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +2054,7 @@ func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ListRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{15}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRoomsRequest) GetKind() RoomKind {
@@ -1505,7 +2075,7 @@ type ListRoomsResponse struct {
 
 func (x *ListRoomsResponse) Reset() {
 	*x = ListRoomsResponse{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[16]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +2087,7 @@ func (x *ListRoomsResponse) String() string {
 func (*ListRoomsResponse) ProtoMessage() {}
 
 func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[16]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +2100,7 @@ func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsResponse.ProtoReflect.Descriptor instead.
 func (*ListRoomsResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{16}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRoomsResponse) GetRooms() []*RoomSummary {
@@ -1556,7 +2126,7 @@ type GetRoomRequest struct {
 
 func (x *GetRoomRequest) Reset() {
 	*x = GetRoomRequest{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[17]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +2138,7 @@ func (x *GetRoomRequest) String() string {
 func (*GetRoomRequest) ProtoMessage() {}
 
 func (x *GetRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[17]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +2151,7 @@ func (x *GetRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoomRequest.ProtoReflect.Descriptor instead.
 func (*GetRoomRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{17}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRoomRequest) GetRoom() isGetRoomRequest_Room {
@@ -1640,7 +2210,7 @@ type GetRoomResponse struct {
 
 func (x *GetRoomResponse) Reset() {
 	*x = GetRoomResponse{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[18]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +2222,7 @@ func (x *GetRoomResponse) String() string {
 func (*GetRoomResponse) ProtoMessage() {}
 
 func (x *GetRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[18]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +2235,7 @@ func (x *GetRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoomResponse.ProtoReflect.Descriptor instead.
 func (*GetRoomResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{18}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRoomResponse) GetRoom() *RoomSummary {
@@ -1700,7 +2270,7 @@ type CloseRoomRequest struct {
 
 func (x *CloseRoomRequest) Reset() {
 	*x = CloseRoomRequest{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[19]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +2282,7 @@ func (x *CloseRoomRequest) String() string {
 func (*CloseRoomRequest) ProtoMessage() {}
 
 func (x *CloseRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[19]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +2295,7 @@ func (x *CloseRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoomRequest.ProtoReflect.Descriptor instead.
 func (*CloseRoomRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{19}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseRoomRequest) GetRoom() isCloseRoomRequest_Room {
@@ -1789,7 +2359,7 @@ type CloseRoomResponse struct {
 
 func (x *CloseRoomResponse) Reset() {
 	*x = CloseRoomResponse{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[20]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +2371,7 @@ func (x *CloseRoomResponse) String() string {
 func (*CloseRoomResponse) ProtoMessage() {}
 
 func (x *CloseRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[20]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +2384,7 @@ func (x *CloseRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoomResponse.ProtoReflect.Descriptor instead.
 func (*CloseRoomResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{20}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CloseRoomResponse) GetMembersDisconnected() uint32 {
@@ -1833,7 +2403,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[21]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +2415,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[21]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +2428,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{21}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{27}
 }
 
 // GetStatsResponse reports room counters.
@@ -1886,7 +2456,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[22]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2468,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuturu_room_v1_room_proto_msgTypes[22]
+	mi := &file_tuturu_room_v1_room_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2481,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{22}
+	return file_tuturu_room_v1_room_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetStatsResponse) GetRooms() uint32 {
@@ -1974,7 +2544,7 @@ var File_tuturu_room_v1_room_proto protoreflect.FileDescriptor
 
 const file_tuturu_room_v1_room_proto_rawDesc = "" +
 	"\n" +
-	"\x19tuturu/room/v1/room.proto\x12\x0etuturu.room.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x02\n" +
+	"\x19tuturu/room/v1/room.proto\x12\x0etuturu.room.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuturu/cred/v1/cred.proto\"\xeb\x02\n" +
 	"\vJoinRequest\x12R\n" +
 	"\rtrace_context\x18\x01 \x03(\v2-.tuturu.room.v1.JoinRequest.TraceContextEntryR\ftraceContext\x12-\n" +
 	"\x05enter\x18\x02 \x01(\v2\x15.tuturu.room.v1.EnterH\x00R\x05enter\x120\n" +
@@ -2015,7 +2585,48 @@ const file_tuturu_room_v1_room_proto_rawDesc = "" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05event\"\x91\x02\n" +
+	"\x05event\"L\n" +
+	"\x0fSessionsRequest\x129\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.tuturu.room.v1.MemberRequestR\brequests\"\xc0\x03\n" +
+	"\rMemberRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12T\n" +
+	"\rtrace_context\x18\x02 \x03(\v2/.tuturu.room.v1.MemberRequest.TraceContextEntryR\ftraceContext\x12-\n" +
+	"\x05enter\x18\x03 \x01(\v2\x15.tuturu.room.v1.EnterH\x00R\x05enter\x120\n" +
+	"\x06resume\x18\x04 \x01(\v2\x16.tuturu.room.v1.ResumeH\x00R\x06resume\x120\n" +
+	"\x06signal\x18\x05 \x01(\v2\x16.tuturu.room.v1.SignalH\x00R\x06signal\x12-\n" +
+	"\x05leave\x18\x06 \x01(\v2\x15.tuturu.room.v1.LeaveH\x00R\x05leave\x120\n" +
+	"\x06detach\x18\a \x01(\v2\x16.tuturu.room.v1.DetachH\x00R\x06detach\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x05\n" +
+	"\x03msg\"\b\n" +
+	"\x06Detach\"G\n" +
+	"\x10SessionsResponse\x123\n" +
+	"\x06events\x18\x01 \x03(\v2\x1b.tuturu.room.v1.MemberEventR\x06events\"\x9c\x05\n" +
+	"\vMemberEvent\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12R\n" +
+	"\rtrace_context\x18\x02 \x03(\v2-.tuturu.room.v1.MemberEvent.TraceContextEntryR\ftraceContext\x120\n" +
+	"\x06joined\x18\x03 \x01(\v2\x16.tuturu.room.v1.JoinedH\x00R\x06joined\x12=\n" +
+	"\vpeer_joined\x18\x04 \x01(\v2\x1a.tuturu.room.v1.PeerJoinedH\x00R\n" +
+	"peerJoined\x128\n" +
+	"\x06signal\x18\x05 \x01(\v2\x1e.tuturu.room.v1.SignalReceivedH\x00R\x06signal\x127\n" +
+	"\tpeer_left\x18\x06 \x01(\v2\x18.tuturu.room.v1.PeerLeftH\x00R\bpeerLeft\x12I\n" +
+	"\x0fmembers_changed\x18\a \x01(\v2\x1e.tuturu.room.v1.MembersChangedH\x00R\x0emembersChanged\x12=\n" +
+	"\vroom_closed\x18\b \x01(\v2\x1a.tuturu.room.v1.RoomClosedH\x00R\n" +
+	"roomClosed\x123\n" +
+	"\x05error\x18\t \x01(\v2\x1b.tuturu.room.v1.SignalErrorH\x00R\x05error\x12-\n" +
+	"\x05ended\x18\n" +
+	" \x01(\v2\x15.tuturu.room.v1.EndedH\x00R\x05ended\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
+	"\x05event\"M\n" +
+	"\x05Ended\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x91\x02\n" +
 	"\x06Member\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12(\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x14.tuturu.room.v1.RoleR\x04role\x12\x17\n" +
@@ -2024,7 +2635,7 @@ const file_tuturu_room_v1_room_proto_rawDesc = "" +
 	"\n" +
 	"user_agent\x18\x05 \x01(\tR\tuserAgent\x121\n" +
 	"\x05state\x18\x06 \x01(\x0e2\x1b.tuturu.room.v1.MemberStateR\x05state\x127\n" +
-	"\tjoined_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xa4\x02\n" +
+	"\tjoined_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xe5\x02\n" +
 	"\x06Joined\x12\x17\n" +
 	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.tuturu.room.v1.RoomKindR\x04kind\x12*\n" +
@@ -2032,7 +2643,8 @@ const file_tuturu_room_v1_room_proto_rawDesc = "" +
 	"\x05peers\x18\x04 \x03(\v2\x16.tuturu.room.v1.MemberR\x05peers\x12!\n" +
 	"\fresume_token\x18\x05 \x01(\tR\vresumeToken\x12<\n" +
 	"\fresume_grace\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vresumeGrace\x12\x18\n" +
-	"\aresumed\x18\a \x01(\bR\aresumed\"<\n" +
+	"\aresumed\x18\a \x01(\bR\aresumed\x12?\n" +
+	"\vcredentials\x18\b \x01(\v2\x1d.tuturu.cred.v1.IssueResponseR\vcredentials\"<\n" +
 	"\n" +
 	"PeerJoined\x12.\n" +
 	"\x06member\x18\x01 \x01(\v2\x16.tuturu.room.v1.MemberR\x06member\"\x8a\x01\n" +
@@ -2120,9 +2732,10 @@ const file_tuturu_room_v1_room_proto_rawDesc = "" +
 	"\x1cLEAVE_REASON_CONNECTION_LOST\x10\x03\x12\x1a\n" +
 	"\x16LEAVE_REASON_VIOLATION\x10\x04\x12\x1c\n" +
 	"\x18LEAVE_REASON_ROOM_CLOSED\x10\x05\x12\x19\n" +
-	"\x15LEAVE_REASON_SHUTDOWN\x10\x062T\n" +
+	"\x15LEAVE_REASON_SHUTDOWN\x10\x062\xa7\x01\n" +
 	"\vRoomService\x12E\n" +
-	"\x04Join\x12\x1b.tuturu.room.v1.JoinRequest\x1a\x1c.tuturu.room.v1.JoinResponse(\x010\x012\xe0\x02\n" +
+	"\x04Join\x12\x1b.tuturu.room.v1.JoinRequest\x1a\x1c.tuturu.room.v1.JoinResponse(\x010\x01\x12Q\n" +
+	"\bSessions\x12\x1f.tuturu.room.v1.SessionsRequest\x1a .tuturu.room.v1.SessionsResponse(\x010\x012\xe0\x02\n" +
 	"\x10RoomAdminService\x12U\n" +
 	"\tListRooms\x12 .tuturu.room.v1.ListRoomsRequest\x1a!.tuturu.room.v1.ListRoomsResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\aGetRoom\x12\x1e.tuturu.room.v1.GetRoomRequest\x1a\x1f.tuturu.room.v1.GetRoomResponse\"\x03\x90\x02\x01\x12P\n" +
@@ -2143,7 +2756,7 @@ func file_tuturu_room_v1_room_proto_rawDescGZIP() []byte {
 }
 
 var file_tuturu_room_v1_room_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tuturu_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_tuturu_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_tuturu_room_v1_room_proto_goTypes = []any{
 	(RoomKind)(0),                 // 0: tuturu.room.v1.RoomKind
 	(Role)(0),                     // 1: tuturu.room.v1.Role
@@ -2155,79 +2768,108 @@ var file_tuturu_room_v1_room_proto_goTypes = []any{
 	(*Signal)(nil),                // 7: tuturu.room.v1.Signal
 	(*Leave)(nil),                 // 8: tuturu.room.v1.Leave
 	(*JoinResponse)(nil),          // 9: tuturu.room.v1.JoinResponse
-	(*Member)(nil),                // 10: tuturu.room.v1.Member
-	(*Joined)(nil),                // 11: tuturu.room.v1.Joined
-	(*PeerJoined)(nil),            // 12: tuturu.room.v1.PeerJoined
-	(*SignalReceived)(nil),        // 13: tuturu.room.v1.SignalReceived
-	(*PeerLeft)(nil),              // 14: tuturu.room.v1.PeerLeft
-	(*MembersChanged)(nil),        // 15: tuturu.room.v1.MembersChanged
-	(*RoomClosed)(nil),            // 16: tuturu.room.v1.RoomClosed
-	(*SignalError)(nil),           // 17: tuturu.room.v1.SignalError
-	(*RoomSummary)(nil),           // 18: tuturu.room.v1.RoomSummary
-	(*ListRoomsRequest)(nil),      // 19: tuturu.room.v1.ListRoomsRequest
-	(*ListRoomsResponse)(nil),     // 20: tuturu.room.v1.ListRoomsResponse
-	(*GetRoomRequest)(nil),        // 21: tuturu.room.v1.GetRoomRequest
-	(*GetRoomResponse)(nil),       // 22: tuturu.room.v1.GetRoomResponse
-	(*CloseRoomRequest)(nil),      // 23: tuturu.room.v1.CloseRoomRequest
-	(*CloseRoomResponse)(nil),     // 24: tuturu.room.v1.CloseRoomResponse
-	(*GetStatsRequest)(nil),       // 25: tuturu.room.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 26: tuturu.room.v1.GetStatsResponse
-	nil,                           // 27: tuturu.room.v1.JoinRequest.TraceContextEntry
-	nil,                           // 28: tuturu.room.v1.JoinResponse.TraceContextEntry
-	nil,                           // 29: tuturu.room.v1.GetStatsResponse.RejectionsEntry
-	nil,                           // 30: tuturu.room.v1.GetStatsResponse.DeparturesEntry
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
+	(*SessionsRequest)(nil),       // 10: tuturu.room.v1.SessionsRequest
+	(*MemberRequest)(nil),         // 11: tuturu.room.v1.MemberRequest
+	(*Detach)(nil),                // 12: tuturu.room.v1.Detach
+	(*SessionsResponse)(nil),      // 13: tuturu.room.v1.SessionsResponse
+	(*MemberEvent)(nil),           // 14: tuturu.room.v1.MemberEvent
+	(*Ended)(nil),                 // 15: tuturu.room.v1.Ended
+	(*Member)(nil),                // 16: tuturu.room.v1.Member
+	(*Joined)(nil),                // 17: tuturu.room.v1.Joined
+	(*PeerJoined)(nil),            // 18: tuturu.room.v1.PeerJoined
+	(*SignalReceived)(nil),        // 19: tuturu.room.v1.SignalReceived
+	(*PeerLeft)(nil),              // 20: tuturu.room.v1.PeerLeft
+	(*MembersChanged)(nil),        // 21: tuturu.room.v1.MembersChanged
+	(*RoomClosed)(nil),            // 22: tuturu.room.v1.RoomClosed
+	(*SignalError)(nil),           // 23: tuturu.room.v1.SignalError
+	(*RoomSummary)(nil),           // 24: tuturu.room.v1.RoomSummary
+	(*ListRoomsRequest)(nil),      // 25: tuturu.room.v1.ListRoomsRequest
+	(*ListRoomsResponse)(nil),     // 26: tuturu.room.v1.ListRoomsResponse
+	(*GetRoomRequest)(nil),        // 27: tuturu.room.v1.GetRoomRequest
+	(*GetRoomResponse)(nil),       // 28: tuturu.room.v1.GetRoomResponse
+	(*CloseRoomRequest)(nil),      // 29: tuturu.room.v1.CloseRoomRequest
+	(*CloseRoomResponse)(nil),     // 30: tuturu.room.v1.CloseRoomResponse
+	(*GetStatsRequest)(nil),       // 31: tuturu.room.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 32: tuturu.room.v1.GetStatsResponse
+	nil,                           // 33: tuturu.room.v1.JoinRequest.TraceContextEntry
+	nil,                           // 34: tuturu.room.v1.JoinResponse.TraceContextEntry
+	nil,                           // 35: tuturu.room.v1.MemberRequest.TraceContextEntry
+	nil,                           // 36: tuturu.room.v1.MemberEvent.TraceContextEntry
+	nil,                           // 37: tuturu.room.v1.GetStatsResponse.RejectionsEntry
+	nil,                           // 38: tuturu.room.v1.GetStatsResponse.DeparturesEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
+	(*v1.IssueResponse)(nil),      // 41: tuturu.cred.v1.IssueResponse
 }
 var file_tuturu_room_v1_room_proto_depIdxs = []int32{
-	27, // 0: tuturu.room.v1.JoinRequest.trace_context:type_name -> tuturu.room.v1.JoinRequest.TraceContextEntry
+	33, // 0: tuturu.room.v1.JoinRequest.trace_context:type_name -> tuturu.room.v1.JoinRequest.TraceContextEntry
 	5,  // 1: tuturu.room.v1.JoinRequest.enter:type_name -> tuturu.room.v1.Enter
 	6,  // 2: tuturu.room.v1.JoinRequest.resume:type_name -> tuturu.room.v1.Resume
 	7,  // 3: tuturu.room.v1.JoinRequest.signal:type_name -> tuturu.room.v1.Signal
 	8,  // 4: tuturu.room.v1.JoinRequest.leave:type_name -> tuturu.room.v1.Leave
 	3,  // 5: tuturu.room.v1.Leave.reason:type_name -> tuturu.room.v1.LeaveReason
-	28, // 6: tuturu.room.v1.JoinResponse.trace_context:type_name -> tuturu.room.v1.JoinResponse.TraceContextEntry
-	11, // 7: tuturu.room.v1.JoinResponse.joined:type_name -> tuturu.room.v1.Joined
-	12, // 8: tuturu.room.v1.JoinResponse.peer_joined:type_name -> tuturu.room.v1.PeerJoined
-	13, // 9: tuturu.room.v1.JoinResponse.signal:type_name -> tuturu.room.v1.SignalReceived
-	14, // 10: tuturu.room.v1.JoinResponse.peer_left:type_name -> tuturu.room.v1.PeerLeft
-	15, // 11: tuturu.room.v1.JoinResponse.members_changed:type_name -> tuturu.room.v1.MembersChanged
-	16, // 12: tuturu.room.v1.JoinResponse.room_closed:type_name -> tuturu.room.v1.RoomClosed
-	17, // 13: tuturu.room.v1.JoinResponse.error:type_name -> tuturu.room.v1.SignalError
-	1,  // 14: tuturu.room.v1.Member.role:type_name -> tuturu.room.v1.Role
-	2,  // 15: tuturu.room.v1.Member.state:type_name -> tuturu.room.v1.MemberState
-	31, // 16: tuturu.room.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	0,  // 17: tuturu.room.v1.Joined.kind:type_name -> tuturu.room.v1.RoomKind
-	10, // 18: tuturu.room.v1.Joined.self:type_name -> tuturu.room.v1.Member
-	10, // 19: tuturu.room.v1.Joined.peers:type_name -> tuturu.room.v1.Member
-	32, // 20: tuturu.room.v1.Joined.resume_grace:type_name -> google.protobuf.Duration
-	10, // 21: tuturu.room.v1.PeerJoined.member:type_name -> tuturu.room.v1.Member
-	10, // 22: tuturu.room.v1.PeerLeft.member:type_name -> tuturu.room.v1.Member
-	3,  // 23: tuturu.room.v1.PeerLeft.reason:type_name -> tuturu.room.v1.LeaveReason
-	10, // 24: tuturu.room.v1.MembersChanged.members:type_name -> tuturu.room.v1.Member
-	0,  // 25: tuturu.room.v1.RoomSummary.kind:type_name -> tuturu.room.v1.RoomKind
-	31, // 26: tuturu.room.v1.RoomSummary.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 27: tuturu.room.v1.ListRoomsRequest.kind:type_name -> tuturu.room.v1.RoomKind
-	18, // 28: tuturu.room.v1.ListRoomsResponse.rooms:type_name -> tuturu.room.v1.RoomSummary
-	18, // 29: tuturu.room.v1.GetRoomResponse.room:type_name -> tuturu.room.v1.RoomSummary
-	10, // 30: tuturu.room.v1.GetRoomResponse.members:type_name -> tuturu.room.v1.Member
-	29, // 31: tuturu.room.v1.GetStatsResponse.rejections:type_name -> tuturu.room.v1.GetStatsResponse.RejectionsEntry
-	30, // 32: tuturu.room.v1.GetStatsResponse.departures:type_name -> tuturu.room.v1.GetStatsResponse.DeparturesEntry
-	4,  // 33: tuturu.room.v1.RoomService.Join:input_type -> tuturu.room.v1.JoinRequest
-	19, // 34: tuturu.room.v1.RoomAdminService.ListRooms:input_type -> tuturu.room.v1.ListRoomsRequest
-	21, // 35: tuturu.room.v1.RoomAdminService.GetRoom:input_type -> tuturu.room.v1.GetRoomRequest
-	23, // 36: tuturu.room.v1.RoomAdminService.CloseRoom:input_type -> tuturu.room.v1.CloseRoomRequest
-	25, // 37: tuturu.room.v1.RoomAdminService.GetStats:input_type -> tuturu.room.v1.GetStatsRequest
-	9,  // 38: tuturu.room.v1.RoomService.Join:output_type -> tuturu.room.v1.JoinResponse
-	20, // 39: tuturu.room.v1.RoomAdminService.ListRooms:output_type -> tuturu.room.v1.ListRoomsResponse
-	22, // 40: tuturu.room.v1.RoomAdminService.GetRoom:output_type -> tuturu.room.v1.GetRoomResponse
-	24, // 41: tuturu.room.v1.RoomAdminService.CloseRoom:output_type -> tuturu.room.v1.CloseRoomResponse
-	26, // 42: tuturu.room.v1.RoomAdminService.GetStats:output_type -> tuturu.room.v1.GetStatsResponse
-	38, // [38:43] is the sub-list for method output_type
-	33, // [33:38] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	34, // 6: tuturu.room.v1.JoinResponse.trace_context:type_name -> tuturu.room.v1.JoinResponse.TraceContextEntry
+	17, // 7: tuturu.room.v1.JoinResponse.joined:type_name -> tuturu.room.v1.Joined
+	18, // 8: tuturu.room.v1.JoinResponse.peer_joined:type_name -> tuturu.room.v1.PeerJoined
+	19, // 9: tuturu.room.v1.JoinResponse.signal:type_name -> tuturu.room.v1.SignalReceived
+	20, // 10: tuturu.room.v1.JoinResponse.peer_left:type_name -> tuturu.room.v1.PeerLeft
+	21, // 11: tuturu.room.v1.JoinResponse.members_changed:type_name -> tuturu.room.v1.MembersChanged
+	22, // 12: tuturu.room.v1.JoinResponse.room_closed:type_name -> tuturu.room.v1.RoomClosed
+	23, // 13: tuturu.room.v1.JoinResponse.error:type_name -> tuturu.room.v1.SignalError
+	11, // 14: tuturu.room.v1.SessionsRequest.requests:type_name -> tuturu.room.v1.MemberRequest
+	35, // 15: tuturu.room.v1.MemberRequest.trace_context:type_name -> tuturu.room.v1.MemberRequest.TraceContextEntry
+	5,  // 16: tuturu.room.v1.MemberRequest.enter:type_name -> tuturu.room.v1.Enter
+	6,  // 17: tuturu.room.v1.MemberRequest.resume:type_name -> tuturu.room.v1.Resume
+	7,  // 18: tuturu.room.v1.MemberRequest.signal:type_name -> tuturu.room.v1.Signal
+	8,  // 19: tuturu.room.v1.MemberRequest.leave:type_name -> tuturu.room.v1.Leave
+	12, // 20: tuturu.room.v1.MemberRequest.detach:type_name -> tuturu.room.v1.Detach
+	14, // 21: tuturu.room.v1.SessionsResponse.events:type_name -> tuturu.room.v1.MemberEvent
+	36, // 22: tuturu.room.v1.MemberEvent.trace_context:type_name -> tuturu.room.v1.MemberEvent.TraceContextEntry
+	17, // 23: tuturu.room.v1.MemberEvent.joined:type_name -> tuturu.room.v1.Joined
+	18, // 24: tuturu.room.v1.MemberEvent.peer_joined:type_name -> tuturu.room.v1.PeerJoined
+	19, // 25: tuturu.room.v1.MemberEvent.signal:type_name -> tuturu.room.v1.SignalReceived
+	20, // 26: tuturu.room.v1.MemberEvent.peer_left:type_name -> tuturu.room.v1.PeerLeft
+	21, // 27: tuturu.room.v1.MemberEvent.members_changed:type_name -> tuturu.room.v1.MembersChanged
+	22, // 28: tuturu.room.v1.MemberEvent.room_closed:type_name -> tuturu.room.v1.RoomClosed
+	23, // 29: tuturu.room.v1.MemberEvent.error:type_name -> tuturu.room.v1.SignalError
+	15, // 30: tuturu.room.v1.MemberEvent.ended:type_name -> tuturu.room.v1.Ended
+	1,  // 31: tuturu.room.v1.Member.role:type_name -> tuturu.room.v1.Role
+	2,  // 32: tuturu.room.v1.Member.state:type_name -> tuturu.room.v1.MemberState
+	39, // 33: tuturu.room.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	0,  // 34: tuturu.room.v1.Joined.kind:type_name -> tuturu.room.v1.RoomKind
+	16, // 35: tuturu.room.v1.Joined.self:type_name -> tuturu.room.v1.Member
+	16, // 36: tuturu.room.v1.Joined.peers:type_name -> tuturu.room.v1.Member
+	40, // 37: tuturu.room.v1.Joined.resume_grace:type_name -> google.protobuf.Duration
+	41, // 38: tuturu.room.v1.Joined.credentials:type_name -> tuturu.cred.v1.IssueResponse
+	16, // 39: tuturu.room.v1.PeerJoined.member:type_name -> tuturu.room.v1.Member
+	16, // 40: tuturu.room.v1.PeerLeft.member:type_name -> tuturu.room.v1.Member
+	3,  // 41: tuturu.room.v1.PeerLeft.reason:type_name -> tuturu.room.v1.LeaveReason
+	16, // 42: tuturu.room.v1.MembersChanged.members:type_name -> tuturu.room.v1.Member
+	0,  // 43: tuturu.room.v1.RoomSummary.kind:type_name -> tuturu.room.v1.RoomKind
+	39, // 44: tuturu.room.v1.RoomSummary.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 45: tuturu.room.v1.ListRoomsRequest.kind:type_name -> tuturu.room.v1.RoomKind
+	24, // 46: tuturu.room.v1.ListRoomsResponse.rooms:type_name -> tuturu.room.v1.RoomSummary
+	24, // 47: tuturu.room.v1.GetRoomResponse.room:type_name -> tuturu.room.v1.RoomSummary
+	16, // 48: tuturu.room.v1.GetRoomResponse.members:type_name -> tuturu.room.v1.Member
+	37, // 49: tuturu.room.v1.GetStatsResponse.rejections:type_name -> tuturu.room.v1.GetStatsResponse.RejectionsEntry
+	38, // 50: tuturu.room.v1.GetStatsResponse.departures:type_name -> tuturu.room.v1.GetStatsResponse.DeparturesEntry
+	4,  // 51: tuturu.room.v1.RoomService.Join:input_type -> tuturu.room.v1.JoinRequest
+	10, // 52: tuturu.room.v1.RoomService.Sessions:input_type -> tuturu.room.v1.SessionsRequest
+	25, // 53: tuturu.room.v1.RoomAdminService.ListRooms:input_type -> tuturu.room.v1.ListRoomsRequest
+	27, // 54: tuturu.room.v1.RoomAdminService.GetRoom:input_type -> tuturu.room.v1.GetRoomRequest
+	29, // 55: tuturu.room.v1.RoomAdminService.CloseRoom:input_type -> tuturu.room.v1.CloseRoomRequest
+	31, // 56: tuturu.room.v1.RoomAdminService.GetStats:input_type -> tuturu.room.v1.GetStatsRequest
+	9,  // 57: tuturu.room.v1.RoomService.Join:output_type -> tuturu.room.v1.JoinResponse
+	13, // 58: tuturu.room.v1.RoomService.Sessions:output_type -> tuturu.room.v1.SessionsResponse
+	26, // 59: tuturu.room.v1.RoomAdminService.ListRooms:output_type -> tuturu.room.v1.ListRoomsResponse
+	28, // 60: tuturu.room.v1.RoomAdminService.GetRoom:output_type -> tuturu.room.v1.GetRoomResponse
+	30, // 61: tuturu.room.v1.RoomAdminService.CloseRoom:output_type -> tuturu.room.v1.CloseRoomResponse
+	32, // 62: tuturu.room.v1.RoomAdminService.GetStats:output_type -> tuturu.room.v1.GetStatsResponse
+	57, // [57:63] is the sub-list for method output_type
+	51, // [51:57] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_tuturu_room_v1_room_proto_init() }
@@ -2254,11 +2896,28 @@ func file_tuturu_room_v1_room_proto_init() {
 		(*JoinResponse_RoomClosed)(nil),
 		(*JoinResponse_Error)(nil),
 	}
-	file_tuturu_room_v1_room_proto_msgTypes[17].OneofWrappers = []any{
+	file_tuturu_room_v1_room_proto_msgTypes[7].OneofWrappers = []any{
+		(*MemberRequest_Enter)(nil),
+		(*MemberRequest_Resume)(nil),
+		(*MemberRequest_Signal)(nil),
+		(*MemberRequest_Leave)(nil),
+		(*MemberRequest_Detach)(nil),
+	}
+	file_tuturu_room_v1_room_proto_msgTypes[10].OneofWrappers = []any{
+		(*MemberEvent_Joined)(nil),
+		(*MemberEvent_PeerJoined)(nil),
+		(*MemberEvent_Signal)(nil),
+		(*MemberEvent_PeerLeft)(nil),
+		(*MemberEvent_MembersChanged)(nil),
+		(*MemberEvent_RoomClosed)(nil),
+		(*MemberEvent_Error)(nil),
+		(*MemberEvent_Ended)(nil),
+	}
+	file_tuturu_room_v1_room_proto_msgTypes[23].OneofWrappers = []any{
 		(*GetRoomRequest_RoomId)(nil),
 		(*GetRoomRequest_Pin)(nil),
 	}
-	file_tuturu_room_v1_room_proto_msgTypes[19].OneofWrappers = []any{
+	file_tuturu_room_v1_room_proto_msgTypes[25].OneofWrappers = []any{
 		(*CloseRoomRequest_RoomId)(nil),
 		(*CloseRoomRequest_Pin)(nil),
 	}
@@ -2268,7 +2927,7 @@ func file_tuturu_room_v1_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tuturu_room_v1_room_proto_rawDesc), len(file_tuturu_room_v1_room_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   27,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

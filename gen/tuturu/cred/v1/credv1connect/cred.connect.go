@@ -46,6 +46,12 @@ const (
 	// CredentialServiceWatchRevocationsProcedure is the fully-qualified name of the CredentialService's
 	// WatchRevocations RPC.
 	CredentialServiceWatchRevocationsProcedure = "/tuturu.cred.v1.CredentialService/WatchRevocations"
+	// CredentialServiceIssueBatchProcedure is the fully-qualified name of the CredentialService's
+	// IssueBatch RPC.
+	CredentialServiceIssueBatchProcedure = "/tuturu.cred.v1.CredentialService/IssueBatch"
+	// CredentialServiceRevokeBatchProcedure is the fully-qualified name of the CredentialService's
+	// RevokeBatch RPC.
+	CredentialServiceRevokeBatchProcedure = "/tuturu.cred.v1.CredentialService/RevokeBatch"
 	// CredentialAdminServiceRotateSecretProcedure is the fully-qualified name of the
 	// CredentialAdminService's RotateSecret RPC.
 	CredentialAdminServiceRotateSecretProcedure = "/tuturu.cred.v1.CredentialAdminService/RotateSecret"
@@ -70,6 +76,10 @@ type CredentialServiceClient interface {
 	Revoke(context.Context, *connect.Request[v1.RevokeRequest]) (*connect.Response[v1.RevokeResponse], error)
 	// WatchRevocations streams the revocations in force, then every new one.
 	WatchRevocations(context.Context, *connect.Request[v1.WatchRevocationsRequest]) (*connect.ServerStreamForClient[v1.WatchRevocationsResponse], error)
+	// IssueBatch issues credentials for several participants in one call; each has its own result.
+	IssueBatch(context.Context, *connect.Request[v1.IssueBatchRequest]) (*connect.Response[v1.IssueBatchResponse], error)
+	// RevokeBatch stores several revocations in one transaction; each has its own result.
+	RevokeBatch(context.Context, *connect.Request[v1.RevokeBatchRequest]) (*connect.Response[v1.RevokeBatchResponse], error)
 }
 
 // NewCredentialServiceClient constructs a client for the tuturu.cred.v1.CredentialService service.
@@ -108,6 +118,18 @@ func NewCredentialServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithSchema(credentialServiceMethods.ByName("WatchRevocations")),
 			connect.WithClientOptions(opts...),
 		),
+		issueBatch: connect.NewClient[v1.IssueBatchRequest, v1.IssueBatchResponse](
+			httpClient,
+			baseURL+CredentialServiceIssueBatchProcedure,
+			connect.WithSchema(credentialServiceMethods.ByName("IssueBatch")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeBatch: connect.NewClient[v1.RevokeBatchRequest, v1.RevokeBatchResponse](
+			httpClient,
+			baseURL+CredentialServiceRevokeBatchProcedure,
+			connect.WithSchema(credentialServiceMethods.ByName("RevokeBatch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -117,6 +139,8 @@ type credentialServiceClient struct {
 	validate         *connect.Client[v1.ValidateRequest, v1.ValidateResponse]
 	revoke           *connect.Client[v1.RevokeRequest, v1.RevokeResponse]
 	watchRevocations *connect.Client[v1.WatchRevocationsRequest, v1.WatchRevocationsResponse]
+	issueBatch       *connect.Client[v1.IssueBatchRequest, v1.IssueBatchResponse]
+	revokeBatch      *connect.Client[v1.RevokeBatchRequest, v1.RevokeBatchResponse]
 }
 
 // Issue calls tuturu.cred.v1.CredentialService.Issue.
@@ -139,6 +163,16 @@ func (c *credentialServiceClient) WatchRevocations(ctx context.Context, req *con
 	return c.watchRevocations.CallServerStream(ctx, req)
 }
 
+// IssueBatch calls tuturu.cred.v1.CredentialService.IssueBatch.
+func (c *credentialServiceClient) IssueBatch(ctx context.Context, req *connect.Request[v1.IssueBatchRequest]) (*connect.Response[v1.IssueBatchResponse], error) {
+	return c.issueBatch.CallUnary(ctx, req)
+}
+
+// RevokeBatch calls tuturu.cred.v1.CredentialService.RevokeBatch.
+func (c *credentialServiceClient) RevokeBatch(ctx context.Context, req *connect.Request[v1.RevokeBatchRequest]) (*connect.Response[v1.RevokeBatchResponse], error) {
+	return c.revokeBatch.CallUnary(ctx, req)
+}
+
 // CredentialServiceHandler is an implementation of the tuturu.cred.v1.CredentialService service.
 type CredentialServiceHandler interface {
 	// Issue returns the ICE servers, with an ephemeral TURN credential, for one participant.
@@ -149,6 +183,10 @@ type CredentialServiceHandler interface {
 	Revoke(context.Context, *connect.Request[v1.RevokeRequest]) (*connect.Response[v1.RevokeResponse], error)
 	// WatchRevocations streams the revocations in force, then every new one.
 	WatchRevocations(context.Context, *connect.Request[v1.WatchRevocationsRequest], *connect.ServerStream[v1.WatchRevocationsResponse]) error
+	// IssueBatch issues credentials for several participants in one call; each has its own result.
+	IssueBatch(context.Context, *connect.Request[v1.IssueBatchRequest]) (*connect.Response[v1.IssueBatchResponse], error)
+	// RevokeBatch stores several revocations in one transaction; each has its own result.
+	RevokeBatch(context.Context, *connect.Request[v1.RevokeBatchRequest]) (*connect.Response[v1.RevokeBatchResponse], error)
 }
 
 // NewCredentialServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -183,6 +221,18 @@ func NewCredentialServiceHandler(svc CredentialServiceHandler, opts ...connect.H
 		connect.WithSchema(credentialServiceMethods.ByName("WatchRevocations")),
 		connect.WithHandlerOptions(opts...),
 	)
+	credentialServiceIssueBatchHandler := connect.NewUnaryHandler(
+		CredentialServiceIssueBatchProcedure,
+		svc.IssueBatch,
+		connect.WithSchema(credentialServiceMethods.ByName("IssueBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	credentialServiceRevokeBatchHandler := connect.NewUnaryHandler(
+		CredentialServiceRevokeBatchProcedure,
+		svc.RevokeBatch,
+		connect.WithSchema(credentialServiceMethods.ByName("RevokeBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/tuturu.cred.v1.CredentialService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CredentialServiceIssueProcedure:
@@ -193,6 +243,10 @@ func NewCredentialServiceHandler(svc CredentialServiceHandler, opts ...connect.H
 			credentialServiceRevokeHandler.ServeHTTP(w, r)
 		case CredentialServiceWatchRevocationsProcedure:
 			credentialServiceWatchRevocationsHandler.ServeHTTP(w, r)
+		case CredentialServiceIssueBatchProcedure:
+			credentialServiceIssueBatchHandler.ServeHTTP(w, r)
+		case CredentialServiceRevokeBatchProcedure:
+			credentialServiceRevokeBatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -216,6 +270,14 @@ func (UnimplementedCredentialServiceHandler) Revoke(context.Context, *connect.Re
 
 func (UnimplementedCredentialServiceHandler) WatchRevocations(context.Context, *connect.Request[v1.WatchRevocationsRequest], *connect.ServerStream[v1.WatchRevocationsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("tuturu.cred.v1.CredentialService.WatchRevocations is not implemented"))
+}
+
+func (UnimplementedCredentialServiceHandler) IssueBatch(context.Context, *connect.Request[v1.IssueBatchRequest]) (*connect.Response[v1.IssueBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tuturu.cred.v1.CredentialService.IssueBatch is not implemented"))
+}
+
+func (UnimplementedCredentialServiceHandler) RevokeBatch(context.Context, *connect.Request[v1.RevokeBatchRequest]) (*connect.Response[v1.RevokeBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tuturu.cred.v1.CredentialService.RevokeBatch is not implemented"))
 }
 
 // CredentialAdminServiceClient is a client for the tuturu.cred.v1.CredentialAdminService service.

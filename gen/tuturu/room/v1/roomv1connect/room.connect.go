@@ -37,6 +37,8 @@ const (
 const (
 	// RoomServiceJoinProcedure is the fully-qualified name of the RoomService's Join RPC.
 	RoomServiceJoinProcedure = "/tuturu.room.v1.RoomService/Join"
+	// RoomServiceSessionsProcedure is the fully-qualified name of the RoomService's Sessions RPC.
+	RoomServiceSessionsProcedure = "/tuturu.room.v1.RoomService/Sessions"
 	// RoomAdminServiceListRoomsProcedure is the fully-qualified name of the RoomAdminService's
 	// ListRooms RPC.
 	RoomAdminServiceListRoomsProcedure = "/tuturu.room.v1.RoomAdminService/ListRooms"
@@ -54,8 +56,13 @@ const (
 // RoomServiceClient is a client for the tuturu.room.v1.RoomService service.
 type RoomServiceClient interface {
 	// Join makes the caller a member for the lifetime of the stream: the first message enters a
-	// room (or resumes a held slot), later ones carry signals in order, and a leave ends it.
+	// room (or resumes a held slot), later ones carry signals in order, and a leave ends it. For
+	// tools and tests: the gateway uses Sessions.
 	Join(context.Context) *connect.BidiStreamForClient[v1.JoinRequest, v1.JoinResponse]
+	// Sessions carries all the members of one gateway on one stream: each message is a batch of
+	// member-tagged requests, answered by batches of member-tagged events. The stream's end holds
+	// every member still on it for a resume, as a detach does.
+	Sessions(context.Context) *connect.BidiStreamForClient[v1.SessionsRequest, v1.SessionsResponse]
 }
 
 // NewRoomServiceClient constructs a client for the tuturu.room.v1.RoomService service. By default,
@@ -75,12 +82,19 @@ func NewRoomServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(roomServiceMethods.ByName("Join")),
 			connect.WithClientOptions(opts...),
 		),
+		sessions: connect.NewClient[v1.SessionsRequest, v1.SessionsResponse](
+			httpClient,
+			baseURL+RoomServiceSessionsProcedure,
+			connect.WithSchema(roomServiceMethods.ByName("Sessions")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // roomServiceClient implements RoomServiceClient.
 type roomServiceClient struct {
-	join *connect.Client[v1.JoinRequest, v1.JoinResponse]
+	join     *connect.Client[v1.JoinRequest, v1.JoinResponse]
+	sessions *connect.Client[v1.SessionsRequest, v1.SessionsResponse]
 }
 
 // Join calls tuturu.room.v1.RoomService.Join.
@@ -88,11 +102,21 @@ func (c *roomServiceClient) Join(ctx context.Context) *connect.BidiStreamForClie
 	return c.join.CallBidiStream(ctx)
 }
 
+// Sessions calls tuturu.room.v1.RoomService.Sessions.
+func (c *roomServiceClient) Sessions(ctx context.Context) *connect.BidiStreamForClient[v1.SessionsRequest, v1.SessionsResponse] {
+	return c.sessions.CallBidiStream(ctx)
+}
+
 // RoomServiceHandler is an implementation of the tuturu.room.v1.RoomService service.
 type RoomServiceHandler interface {
 	// Join makes the caller a member for the lifetime of the stream: the first message enters a
-	// room (or resumes a held slot), later ones carry signals in order, and a leave ends it.
+	// room (or resumes a held slot), later ones carry signals in order, and a leave ends it. For
+	// tools and tests: the gateway uses Sessions.
 	Join(context.Context, *connect.BidiStream[v1.JoinRequest, v1.JoinResponse]) error
+	// Sessions carries all the members of one gateway on one stream: each message is a batch of
+	// member-tagged requests, answered by batches of member-tagged events. The stream's end holds
+	// every member still on it for a resume, as a detach does.
+	Sessions(context.Context, *connect.BidiStream[v1.SessionsRequest, v1.SessionsResponse]) error
 }
 
 // NewRoomServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -108,10 +132,18 @@ func NewRoomServiceHandler(svc RoomServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(roomServiceMethods.ByName("Join")),
 		connect.WithHandlerOptions(opts...),
 	)
+	roomServiceSessionsHandler := connect.NewBidiStreamHandler(
+		RoomServiceSessionsProcedure,
+		svc.Sessions,
+		connect.WithSchema(roomServiceMethods.ByName("Sessions")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/tuturu.room.v1.RoomService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RoomServiceJoinProcedure:
 			roomServiceJoinHandler.ServeHTTP(w, r)
+		case RoomServiceSessionsProcedure:
+			roomServiceSessionsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -123,6 +155,10 @@ type UnimplementedRoomServiceHandler struct{}
 
 func (UnimplementedRoomServiceHandler) Join(context.Context, *connect.BidiStream[v1.JoinRequest, v1.JoinResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("tuturu.room.v1.RoomService.Join is not implemented"))
+}
+
+func (UnimplementedRoomServiceHandler) Sessions(context.Context, *connect.BidiStream[v1.SessionsRequest, v1.SessionsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("tuturu.room.v1.RoomService.Sessions is not implemented"))
 }
 
 // RoomAdminServiceClient is a client for the tuturu.room.v1.RoomAdminService service.
