@@ -22,12 +22,17 @@ check-generated: ## fail if gen/ differs from a fresh buf generate
 	if ! diff -r gen "$$tmp/gen"; then echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
-lint: ## buf lint, buf format check, buf breaking against the v1 baseline, go vet, gofmt
+lint: ## buf lint, buf format check, buf breaking against the v1 baseline, go vet, gofmt, go.mod tidy
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(BUF) breaking --against proto/v1-baseline.binpb
 	go vet ./...
 	@out=$$(gofmt -l $(GO_FILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@# go mod tidy -diff prints a diff on stdout when go.mod/go.sum would change, and errors
+	@# (a module it cannot fetch) on stderr; both exit 1, so tell them apart by the output.
+	@out=$$(go mod tidy -diff) || { if [ -n "$$out" ]; then echo "$$out"; \
+		echo "go.mod/go.sum are not tidy (a // indirect marker, a requirement or a checksum is wrong): run 'go mod tidy' and commit the result"; \
+		else echo "go mod tidy -diff failed (see above)"; fi; exit 1; }
 
 .PHONY: build
 build: ## build bin/tuturu
