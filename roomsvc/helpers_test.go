@@ -75,6 +75,37 @@ func (r *revokeServer) Revoke(_ context.Context, req *connect.Request[credv1.Rev
 	return connect.NewResponse(&credv1.RevokeResponse{}), nil
 }
 
+// RevokeBatch records every participant of the batch.
+func (r *revokeServer) RevokeBatch(_ context.Context, req *connect.Request[credv1.RevokeBatchRequest]) (*connect.Response[credv1.RevokeBatchResponse], error) {
+	res := &credv1.RevokeBatchResponse{}
+	for _, item := range req.Msg.GetRequests() {
+		if item.GetReason() != "left" {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("reason %q", item.GetReason()))
+		}
+		id := item.GetParticipantId()
+		r.log.mu.Lock()
+		r.log.ids = append(r.log.ids, id)
+		r.log.mu.Unlock()
+		select {
+		case r.log.ch <- id:
+		default:
+		}
+		res.Results = append(res.Results, &credv1.RevokeResult{Result: &credv1.RevokeResult_Revocation{Revocation: &credv1.Revocation{}}})
+	}
+	return connect.NewResponse(res), nil
+}
+
+// IssueBatch answers with a credential named after each participant.
+func (r *revokeServer) IssueBatch(_ context.Context, req *connect.Request[credv1.IssueBatchRequest]) (*connect.Response[credv1.IssueBatchResponse], error) {
+	res := &credv1.IssueBatchResponse{}
+	for _, item := range req.Msg.GetRequests() {
+		res.Results = append(res.Results, &credv1.IssueResult{Result: &credv1.IssueResult_Credentials{Credentials: &credv1.IssueResponse{
+			Username: "1:" + item.GetParticipantId(), Password: "test",
+		}}})
+	}
+	return connect.NewResponse(res), nil
+}
+
 func startService(t testing.TB, mutate func(*Config)) *testService {
 	t.Helper()
 	ts := &testService{

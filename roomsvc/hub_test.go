@@ -47,10 +47,42 @@ type conn struct {
 	sess *session
 }
 
+// newSession is a session on a link of its own, whose outbox the test reads.
+func newSession() *session {
+	sess, _ := newLink(func() {}).open(1)
+	return sess
+}
+
+// enterAs makes sess a new member with a fresh participant id and no credentials.
+func (h *hub) enterAs(e *roomv1.Enter, sess *session) (*member, *rejection) {
+	return h.enter(e, sess, newParticipantID(), nil, noCause())
+}
+
+// resumeWith checks token and resumes its slot on sess, as a link does.
+func (h *hub) resumeWith(token string, sess *session) (*member, *rejection) {
+	claims, rej := h.checkResume(token)
+	if rej != nil {
+		return nil, rej
+	}
+	return h.resume(claims, sess, nil, noCause())
+}
+
+// ended is the Ended event queued on sess's link, if any.
+func ended(sess *session) *roomv1.Ended {
+	sess.link.outMu.Lock()
+	defer sess.link.outMu.Unlock()
+	for _, ev := range sess.link.out {
+		if e := ev.GetEnded(); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
 func (h *hub) testEnter(t *testing.T, e *roomv1.Enter) *conn {
 	t.Helper()
 	sess := newSession()
-	m, rej := h.enter(e, sess, noCause())
+	m, rej := h.enterAs(e, sess)
 	if rej != nil {
 		t.Fatalf("enter: %v", rej.msg)
 	}
@@ -64,8 +96,9 @@ func lobbyEnter(lobby, peer string) *roomv1.Enter {
 }
 
 // events takes what is queued for the session right now.
-func (c *conn) events() []*roomv1.JoinResponse {
-	return append([]*roomv1.JoinResponse(nil), c.h.take(c.m, c.sess, nil)...)
+func (c *conn) events() []*roomv1.MemberEvent {
+	evs, _ := c.sess.link.take(nil)
+	return evs
 }
 
 func (c *conn) expectNone() {
@@ -75,7 +108,7 @@ func (c *conn) expectNone() {
 	}
 }
 
-func (c *conn) one() *roomv1.JoinResponse {
+func (c *conn) one() *roomv1.MemberEvent {
 	c.t.Helper()
 	evs := c.events()
 	if len(evs) != 1 {
@@ -104,7 +137,7 @@ func TestHubPINRoles(t *testing.T) {
 	b.expectNone() // the second is never told peer_joined
 
 	// Full: refused, and no one is told anything.
-	if _, rej := h.enter(pinEnter("000001"), newSession(), noCause()); rej != errRoomFull {
+	if _, rej := h.enterAs(pinEnter("000001"), newSession()); rej != errRoomFull {
 		t.Fatalf("third: %v", rej)
 	}
 	a.expectNone()
@@ -197,7 +230,7 @@ func TestHubValidation(t *testing.T) {
 		{lobbyEnter("default", strings.Repeat("p", 200)), errLongField},
 	}
 	for _, tc := range cases {
-		if _, rej := h.enter(tc.e, newSession(), noCause()); rej != tc.want {
+		if _, rej := h.enterAs(tc.e, newSession()); rej != tc.want {
 			t.Errorf("enter(%v) = %v, want %v", tc.e, rej, tc.want)
 		}
 	}
@@ -222,13 +255,13 @@ func TestHubHoldAndResume(t *testing.T) {
 		t.Fatalf("stats = %v", st)
 	}
 	// A third member still cannot take the held slot.
-	if _, rej := h.enter(pinEnter("000004"), newSession(), noCause()); rej != errRoomFull {
+	if _, rej := h.enterAs(pinEnter("000004"), newSession()); rej != errRoomFull {
 		t.Fatalf("third: %v", rej)
 	}
 
 	// Resume: joined{resumed} first, then the queued signals in order.
 	sess := newSession()
-	m, rej := h.resume(token, sess, noCause())
+	m, rej := h.resumeWith(token, sess)
 	if rej != nil || m != b.m {
 		t.Fatalf("resume: %v", rej)
 	}
@@ -249,16 +282,11 @@ func TestHubHoldAndResume(t *testing.T) {
 
 	// Resuming again while attached ends the current session.
 	sess3 := newSession()
-	if _, rej := h.resume(newToken, sess3, noCause()); rej != nil {
+	if _, rej := h.resumeWith(newToken, sess3); rej != nil {
 		t.Fatalf("second resume: %v", rej)
 	}
-	select {
-	case <-sess.done:
-		if sess.err != errResumedElse {
-			t.Fatalf("old session ended with %v", sess.err)
-		}
-	default:
-		t.Fatal("attached session not ended by a resume elsewhere")
+	if e := ended(sess); e == nil || e.Reason != errResumedElse.outcome {
+		t.Fatalf("old session ended with %v, want resumed elsewhere", e)
 	}
 	a.expectNone()
 	if len(gone.list()) != 0 {
@@ -289,7 +317,7 @@ func TestHubGraceExpiry(t *testing.T) {
 	a.events()
 	h.detach(b.m, b.sess)
 
-	var left []*roomv1.JoinResponse
+	var left []*roomv1.MemberEvent
 	waitFor(t, "peer_left after the grace period", func() bool {
 		left = append(left, a.events()...)
 		return len(left) > 0
@@ -300,7 +328,7 @@ func TestHubGraceExpiry(t *testing.T) {
 	// Told once: nothing more, even after more time.
 	time.Sleep(50 * time.Millisecond)
 	a.expectNone()
-	if _, rej := h.resume(token, newSession(), noCause()); rej != errSlotGone {
+	if _, rej := h.resumeWith(token, newSession()); rej != errSlotGone {
 		t.Fatalf("resume after expiry: %v", rej)
 	}
 	if got := gone.list(); len(got) != 1 || got[0] != b.m.id {
@@ -322,7 +350,7 @@ func TestHubHeldQueueOverflow(t *testing.T) {
 		a.signal("ice-candidate", "c", "")
 	}
 	// The ninth overflowed: b is dropped as connection lost instead of losing a signal.
-	var evs []*roomv1.JoinResponse
+	var evs []*roomv1.MemberEvent
 	waitFor(t, "peer_left after overflow", func() bool {
 		evs = append(evs, a.events()...)
 		return len(evs) > 0
@@ -330,29 +358,30 @@ func TestHubHeldQueueOverflow(t *testing.T) {
 	if pl := evs[0].GetPeerLeft(); pl == nil || pl.Reason != roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST {
 		t.Fatalf("after overflow: %v", evs)
 	}
-	if _, rej := h.resume(token, newSession(), noCause()); rej != errSlotGone {
+	if _, rej := h.resumeWith(token, newSession()); rej != errSlotGone {
 		t.Fatalf("resume after overflow: %v", rej)
 	}
 }
 
-func TestHubConnectedQueueOverflow(t *testing.T) {
+func TestHubLinkOverflow(t *testing.T) {
 	h, _ := newTestHub(t, time.Minute)
 	a := h.testEnter(t, pinEnter("000007"))
+	interrupted := 0
 	b := h.testEnter(t, pinEnter("000007"))
+	b.sess.link.interrupt = func() { interrupted++ }
 	a.events()
-	// b never reads: its session is ended as a slow reader, then it is gone.
-	for range 9 {
+	b.events()
+	// b's link is never written out: past the outbox limit it breaks, and what follows stays
+	// with the member for the resume that comes once the link's members are held.
+	for range outboxLimit + 2 {
 		a.signal("ice-candidate", "c", "")
 	}
-	select {
-	case <-b.sess.done:
-		if b.sess.err != errSlowReader {
-			t.Fatalf("ended with %v", b.sess.err)
-		}
-	default:
-		t.Fatal("slow reader's session not ended")
+	if interrupted != 1 {
+		t.Fatalf("link interrupted %d times, want 1", interrupted)
 	}
-	waitFor(t, "peer_left", func() bool { return len(a.events()) > 0 })
+	if got := len(b.m.queue); got != 2 {
+		t.Fatalf("%d events kept on the member, want 2", got)
+	}
 }
 
 func TestHubTokens(t *testing.T) {
@@ -373,21 +402,21 @@ func TestHubTokens(t *testing.T) {
 		"too long":  token + strings.Repeat("A", maxTokenLen),
 		"truncated": token[:len(token)-10],
 	} {
-		if _, rej := h.resume(tok, newSession(), noCause()); rej != errBadToken {
+		if _, rej := h.resumeWith(tok, newSession()); rej != errBadToken {
 			t.Errorf("%s: %v, want bad token", name, rej)
 		}
 	}
-	if _, rej := other.resume(token, newSession(), noCause()); rej != errBadToken {
+	if _, rej := other.resumeWith(token, newSession()); rej != errBadToken {
 		t.Errorf("foreign token: %v", rej)
 	}
 	// Expired: sign one in the past with the same keys.
 	old := h.keys.signToken(tokenClaims{participantID: b.m.id, roomID: b.m.room.id, expiry: time.Now().Add(-time.Second)})
-	if _, rej := h.resume(old, newSession(), noCause()); rej != errBadToken {
+	if _, rej := h.resumeWith(old, newSession()); rej != errBadToken {
 		t.Errorf("expired: %v", rej)
 	}
 	// Valid signature, wrong room: the slot is not this one.
 	wrong := h.keys.signToken(tokenClaims{participantID: b.m.id, roomID: "elsewhere", expiry: time.Now().Add(time.Minute)})
-	if _, rej := h.resume(wrong, newSession(), noCause()); rej != errSlotGone {
+	if _, rej := h.resumeWith(wrong, newSession()); rej != errSlotGone {
 		t.Errorf("wrong room: %v", rej)
 	}
 	if c, err := h.keys.verifyToken(token, time.Now()); err != nil || c.participantID != b.m.id || c.roomID != b.m.room.id {
@@ -409,7 +438,7 @@ func TestHubLobby(t *testing.T) {
 	if mc := a.one().GetMembersChanged(); len(mc.GetMembers()) != 2 || mc.Members[1].PeerId != "bob" {
 		t.Fatalf("alice wants members_changed: %v", mc)
 	}
-	if _, rej := h.enter(lobbyEnter("default", "bob"), newSession(), noCause()); rej != errPeerIDTaken {
+	if _, rej := h.enterAs(lobbyEnter("default", "bob"), newSession()); rej != errPeerIDTaken {
 		t.Fatalf("taken peer id: %v", rej)
 	}
 	// The same peer id in another lobby is fine.
@@ -456,16 +485,11 @@ func TestHubCloseAndShutdown(t *testing.T) {
 	if !ok || n != 2 {
 		t.Fatalf("closeRoom = %d, %v", n, ok)
 	}
-	select {
-	case <-a.sess.done:
-	default:
-		t.Fatal("connected member's session not ended")
+	final := a.events()
+	if !a.sess.ended || len(final) < 2 || final[len(final)-1].GetRoomClosed().GetReason() != "maintenance" {
+		t.Fatalf("final events %v, ended %v", final, a.sess.ended)
 	}
-	final := a.sess.final
-	if a.sess.err != nil || len(final) < 2 || final[len(final)-1].GetRoomClosed().GetReason() != "maintenance" {
-		t.Fatalf("final events %v, err %v", final, a.sess.err)
-	}
-	if _, rej := h.resume(token, newSession(), noCause()); rej != errSlotGone {
+	if _, rej := h.resumeWith(token, newSession()); rej != errSlotGone {
 		t.Fatalf("resume after close: %v", rej)
 	}
 	if _, ok := h.closeRoom(id, ""); ok {
@@ -477,15 +501,10 @@ func TestHubCloseAndShutdown(t *testing.T) {
 
 	c := h.testEnter(t, pinEnter("000010"))
 	h.shutdown()
-	select {
-	case <-c.sess.done:
-		if c.sess.err != errShuttingDown {
-			t.Fatalf("shutdown ended with %v", c.sess.err)
-		}
-	default:
-		t.Fatal("shutdown left a session open")
+	if e := ended(c.sess); e == nil || e.Reason != errShuttingDown.outcome {
+		t.Fatalf("shutdown ended the session with %v", e)
 	}
-	if _, rej := h.enter(pinEnter("000011"), newSession(), noCause()); rej != errShuttingDown {
+	if _, rej := h.enterAs(pinEnter("000011"), newSession()); rej != errShuttingDown {
 		t.Fatalf("enter after shutdown: %v", rej)
 	}
 	if st := h.meters.stats(); st.Rooms != 0 || st.Members != 0 || st.HeldMembers != 0 {
@@ -519,7 +538,7 @@ func TestHubLobbyFull(t *testing.T) {
 	b := h.testEnter(t, lobbyEnter("default", "bob"))
 	a.events()
 	b.events()
-	_, rej := h.enter(lobbyEnter("default", "carol"), newSession(), noCause())
+	_, rej := h.enterAs(lobbyEnter("default", "carol"), newSession())
 	if rej == nil || rej.code != errLobbyFull.code || rej.outcome != "lobby_full" || rej.msg != "lobby default is full (maximum 2 members)" {
 		t.Fatalf("third member: %+v, want lobby full", rej)
 	}
@@ -530,7 +549,7 @@ func TestHubLobbyFull(t *testing.T) {
 	h.testEnter(t, lobbyEnter("other", "carol"))
 	// A held slot still counts; a member gone for good frees its place.
 	h.detach(b.m, b.sess)
-	if _, rej := h.enter(lobbyEnter("default", "carol"), newSession(), noCause()); rej == nil || rej.outcome != "lobby_full" {
+	if _, rej := h.enterAs(lobbyEnter("default", "carol"), newSession()); rej == nil || rej.outcome != "lobby_full" {
 		t.Fatalf("join while a slot is held: %+v, want lobby full", rej)
 	}
 	h.leave(a.m, a.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause())

@@ -8,20 +8,23 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
 
-// A Join stream is handled by one goroutine, which receives the member's messages and applies
-// them to the hub in order. Events for the member are sent by a pump goroutine that the hub
-// starts when events are queued and that ends when the queue is empty: an idle member costs
-// one goroutine, and there is never a goroutine per message.
+// Join is the one-member form of Sessions, for tools and tests: the stream is a link that
+// carries a single session, and its events are sent as JoinResponses. A stream ends when the
+// session does: with the error of an Ended event, after a room_closed, or after a leave.
 
 type joinStream = connect.BidiStream[roomv1.JoinRequest, roomv1.JoinResponse]
+
+// joinSession is the session id of a Join stream's only member.
+const joinSession = 1
+
+// joinEnd ends a Join stream from its writer, with err (nil after room_closed).
+type joinEnd struct{ err error }
+
+func (e *joinEnd) Error() string { return "join stream over" }
 
 // Join implements tuturu.room.v1.RoomService.Join.
 func (s *Service) Join(ctx context.Context, stream *joinStream) error {
@@ -29,105 +32,107 @@ func (s *Service) Join(ctx context.Context, stream *joinStream) error {
 	defer s.streams.Add(-1)
 	sc := controlOf(ctx)
 	if sc == nil {
-		// Only withStreamControl mounts this handler; without it a stream could not be ended.
-		return connect.NewError(connect.CodeInternal, errors.New("join stream without stream control"))
+		return connect.NewError(connect.CodeInternal, errNoStreamControl)
 	}
-	sess := newSession()
-	sess.interrupt = sc.interrupt
-	sess.pump = func() { s.pump(stream, sc.gate, sess) }
-	if !s.track(sess) {
+	l := newLink(sc.interrupt)
+	if !s.addLink(l) {
 		return errShuttingDown.connectErr()
 	}
-	defer s.untrack(sess)
-
-	req, err := stream.Receive()
-	if err != nil {
-		switch {
-		case s.isStopping():
-			return errShuttingDown.connectErr()
-		case errors.Is(err, io.EOF):
-			return errNotJoined.connectErr()
+	defer s.removeLink(l)
+	received, left := false, false
+	recv := func() ([]*roomv1.MemberRequest, error) {
+		if left {
+			return nil, io.EOF // a leave ends the stream, as the member is gone
 		}
-		return err
-	}
-	m, rej := s.first(req, sess)
-	if rej != nil {
-		return rej.connectErr()
-	}
-	for {
 		req, err := stream.Receive()
 		if err != nil {
-			// Dropped without a leave (cancel, crash, half-close), or interrupted because the
-			// hub ended the session: detach holds the slot only in the first case.
-			s.hub.detach(m, sess)
-			return s.end(stream, sess, nil)
+			return nil, err
 		}
-		if end, err := s.handle(m, sess, req); end {
-			return s.end(stream, sess, err)
+		received = true
+		mr := &roomv1.MemberRequest{SessionId: joinSession, TraceContext: req.TraceContext}
+		switch msg := req.Msg.(type) {
+		case *roomv1.JoinRequest_Enter:
+			mr.Msg = &roomv1.MemberRequest_Enter{Enter: msg.Enter}
+		case *roomv1.JoinRequest_Resume:
+			mr.Msg = &roomv1.MemberRequest_Resume{Resume: msg.Resume}
+		case *roomv1.JoinRequest_Signal:
+			mr.Msg = &roomv1.MemberRequest_Signal{Signal: msg.Signal}
+		case *roomv1.JoinRequest_Leave:
+			mr.Msg = &roomv1.MemberRequest_Leave{Leave: msg.Leave}
+			left = true
 		}
+		return []*roomv1.MemberRequest{mr}, nil
 	}
-}
-
-// end waits for the pump (no Send may follow the handler's return), then ends the stream as
-// the hub decided, or with err.
-func (s *Service) end(stream *joinStream, sess *session, err error) error {
-	sess.pumps.Wait()
-	select {
-	case <-sess.done:
-	default:
+	send := func(evs []*roomv1.MemberEvent) error {
+		for _, ev := range evs {
+			resp, end := joinResponse(ev)
+			if resp != nil {
+				if err := stream.Send(resp); err != nil {
+					return err
+				}
+			}
+			if end != nil {
+				return end
+			}
+		}
+		return nil
+	}
+	err := s.serveLink(l, recv, send)
+	var end *joinEnd
+	switch {
+	case errors.As(err, &end):
+		return end.err
+	case err != nil:
 		return err
-	}
-	for _, ev := range sess.final {
-		if err := stream.Send(ev); err != nil {
-			return err
-		}
-	}
-	if sess.err != nil {
-		return sess.err.connectErr()
+	case s.isStopping():
+		return errShuttingDown.connectErr()
+	case !received:
+		return errNotJoined.connectErr()
 	}
 	return nil
 }
 
-// pump sends the member's queued events until the queue is empty. A batch is flushed once.
-func (s *Service) pump(stream *joinStream, gate *flushGate, sess *session) {
-	defer sess.pumps.Done()
-	m := sess.m
-	var batch []*roomv1.JoinResponse
-	for {
-		batch = s.hub.take(m, sess, batch)
-		if len(batch) == 0 {
-			return
-		}
-		for i, ev := range batch {
-			gate.held = i < len(batch)-1 // the last event of a batch flushes them all
-			if err := stream.Send(ev); err != nil {
-				gate.held = false
-				// The stream is broken: hold the slot and make the handler notice.
-				s.hub.detach(m, sess)
-				sess.interrupt()
-				s.hub.take(m, sess, nil) // clears pumping
-				return
-			}
-		}
-		clear(batch)
+// joinResponse is ev as a Join stream sends it; end, when set, ends the stream after it.
+func joinResponse(ev *roomv1.MemberEvent) (*roomv1.JoinResponse, *joinEnd) {
+	resp := &roomv1.JoinResponse{TraceContext: ev.TraceContext}
+	switch e := ev.Event.(type) {
+	case *roomv1.MemberEvent_Joined:
+		resp.Event = &roomv1.JoinResponse_Joined{Joined: e.Joined}
+	case *roomv1.MemberEvent_PeerJoined:
+		resp.Event = &roomv1.JoinResponse_PeerJoined{PeerJoined: e.PeerJoined}
+	case *roomv1.MemberEvent_Signal:
+		resp.Event = &roomv1.JoinResponse_Signal{Signal: e.Signal}
+	case *roomv1.MemberEvent_PeerLeft:
+		resp.Event = &roomv1.JoinResponse_PeerLeft{PeerLeft: e.PeerLeft}
+	case *roomv1.MemberEvent_MembersChanged:
+		resp.Event = &roomv1.JoinResponse_MembersChanged{MembersChanged: e.MembersChanged}
+	case *roomv1.MemberEvent_Error:
+		resp.Event = &roomv1.JoinResponse_Error{Error: e.Error}
+	case *roomv1.MemberEvent_RoomClosed:
+		resp.Event = &roomv1.JoinResponse_RoomClosed{RoomClosed: e.RoomClosed}
+		return resp, &joinEnd{}
+	case *roomv1.MemberEvent_Ended:
+		return nil, &joinEnd{err: connect.NewError(connect.Code(e.Ended.GetCode()), errors.New(e.Ended.GetMessage()))}
+	default:
+		return nil, nil
 	}
+	return resp, nil
 }
 
-// track registers a stream that may wait for its first message, so that stop can interrupt
-// it; it reports false when the service is stopping.
-func (s *Service) track(sess *session) bool {
+// addLink registers a stream so that stop can end it; false when the service is stopping.
+func (s *Service) addLink(l *link) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return false
 	}
-	s.waiting[sess] = struct{}{}
+	s.links[l] = struct{}{}
 	return true
 }
 
-func (s *Service) untrack(sess *session) {
+func (s *Service) removeLink(l *link) {
 	s.mu.Lock()
-	delete(s.waiting, sess)
+	delete(s.links, l)
 	s.mu.Unlock()
 }
 
@@ -138,43 +143,18 @@ func (s *Service) isStopping() bool {
 }
 
 type streamControl struct {
-	rc   *http.ResponseController
-	gate *flushGate
+	rc *http.ResponseController
 }
 
 type streamControlKey struct{}
 
-// withStreamControl puts a streamControl in the request context of every Join stream.
+// withStreamControl puts a streamControl in the request context of every stream.
 func withStreamControl(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f, ok := w.(http.Flusher)
-		if !ok { // Connect will refuse the stream itself
-			h.ServeHTTP(w, r)
-			return
-		}
-		gate := &flushGate{ResponseWriter: w, flusher: f}
-		sc := &streamControl{rc: http.NewResponseController(w), gate: gate}
-		h.ServeHTTP(gate, r.WithContext(context.WithValue(r.Context(), streamControlKey{}, sc)))
+		sc := &streamControl{rc: http.NewResponseController(w)}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), streamControlKey{}, sc)))
 	})
 }
-
-// flushGate passes writes through and drops flushes while held. Only the stream's handler
-// goroutine (the writer) touches it.
-type flushGate struct {
-	http.ResponseWriter
-	flusher http.Flusher
-	held    bool
-}
-
-// Flush implements http.Flusher.
-func (g *flushGate) Flush() {
-	if !g.held {
-		g.flusher.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (g *flushGate) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 func controlOf(ctx context.Context) *streamControl {
 	sc, _ := ctx.Value(streamControlKey{}).(*streamControl)
@@ -185,124 +165,4 @@ func controlOf(ctx context.Context) *streamControl {
 // past closes the request body without blocking and leaves the response open.
 func (sc *streamControl) interrupt() {
 	_ = sc.rc.SetReadDeadline(time.Now().Add(-time.Second))
-}
-
-// first handles the message that must open a stream.
-func (s *Service) first(req *roomv1.JoinRequest, sess *session) (*member, *rejection) {
-	switch msg := req.Msg.(type) {
-	case *roomv1.JoinRequest_Enter:
-		span, c := s.span(req, "room enter", "enter")
-		m, rej := s.hub.enter(msg.Enter, sess, c)
-		s.endSpan(span, m, rej)
-		return m, rej
-	case *roomv1.JoinRequest_Resume:
-		span, c := s.span(req, "room resume", "resume")
-		m, rej := s.hub.resume(msg.Resume.GetResumeToken(), sess, c)
-		s.endSpan(span, m, rej)
-		return m, rej
-	case nil:
-		s.meters.join(errEmptyMsg.outcome)
-		return nil, errEmptyMsg
-	default:
-		s.meters.join(errNotJoined.outcome)
-		return nil, errNotJoined
-	}
-}
-
-// handle applies one message from a member; end says the stream is over, with err.
-func (s *Service) handle(m *member, sess *session, req *roomv1.JoinRequest) (end bool, err error) {
-	switch msg := req.Msg.(type) {
-	case *roomv1.JoinRequest_Signal:
-		sig := msg.Signal
-		if len(sig.Data) > maxSignalData || sig.Type == "" || len(sig.Type) > 64 {
-			rej := errBigSignal
-			if sig.Type == "" || len(sig.Type) > 64 {
-				rej = errBadSignalType
-			}
-			return true, s.violation(m, sess, req, rej)
-		}
-		name, typ := signalSpanName(sig.Type)
-		span, c := s.span(req, name, typ)
-		ok := s.hub.signal(m, sess, sig, c)
-		s.endSpan(span, m, nil)
-		return !ok, nil
-	case *roomv1.JoinRequest_Leave:
-		reason := msg.Leave.GetReason()
-		if _, known := roomv1.LeaveReason_name[int32(reason)]; !known || reason == roomv1.LeaveReason_LEAVE_REASON_UNSPECIFIED {
-			reason = roomv1.LeaveReason_LEAVE_REASON_HUNG_UP
-		}
-		span, c := s.span(req, "room leave", "leave")
-		if span.IsRecording() {
-			span.SetAttributes(attribute.String("tuturu.leave.reason", reason.String()))
-		}
-		s.hub.leave(m, sess, reason, c)
-		s.endSpan(span, m, nil)
-		return true, nil
-	case *roomv1.JoinRequest_Enter, *roomv1.JoinRequest_Resume:
-		return true, s.violation(m, sess, req, errTwice)
-	default:
-		return true, s.violation(m, sess, req, errEmptyMsg)
-	}
-}
-
-// violation removes a member who broke the protocol and returns the error that ends its stream.
-func (s *Service) violation(m *member, sess *session, req *roomv1.JoinRequest, rej *rejection) error {
-	span, c := s.span(req, "room violation", "violation")
-	s.hub.leave(m, sess, roomv1.LeaveReason_LEAVE_REASON_VIOLATION, c)
-	s.endSpan(span, m, rej)
-	return rej.connectErr()
-}
-
-// span starts the child span for one client message, under the trace context it carries, and
-// returns the cause whose trace context the resulting events carry.
-func (s *Service) span(req *roomv1.JoinRequest, name, typ string) (trace.Span, cause) {
-	ctx := context.Background()
-	if len(req.TraceContext) > 0 {
-		ctx = s.prop.Extract(ctx, propagation.MapCarrier(req.TraceContext))
-	}
-	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("tuturu.message.type", typ))
-	}
-	c := cause{span: span}
-	if span.SpanContext().IsValid() {
-		c.tc = make(map[string]string, 2)
-		s.prop.Inject(ctx, propagation.MapCarrier(c.tc))
-	}
-	return span, c
-}
-
-func (s *Service) endSpan(span trace.Span, m *member, rej *rejection) {
-	if span.IsRecording() {
-		outcome := "ok"
-		if rej != nil {
-			outcome = rej.outcome
-			span.SetStatus(codes.Error, rej.msg)
-		}
-		span.SetAttributes(attribute.String("tuturu.outcome", outcome))
-		if m != nil {
-			span.SetAttributes(
-				attribute.String("tuturu.participant.id", m.id),
-				attribute.String("tuturu.room.id", m.room.id))
-		}
-	}
-	span.End()
-}
-
-// signalSpanName names the span of a signal by its type; unknown types are "other", so a
-// client cannot mint span names.
-func signalSpanName(typ string) (name, label string) {
-	switch typ {
-	case "offer":
-		return "room signal offer", typ
-	case "answer":
-		return "room signal answer", typ
-	case "ice-candidate":
-		return "room signal ice-candidate", typ
-	case "candidate":
-		return "room signal candidate", typ
-	case "bye":
-		return "room signal bye", typ
-	}
-	return "room signal other", "other"
 }

@@ -59,7 +59,7 @@ func newMeters(tel platform.Telemetry) (*meters, error) {
 	}
 	// The outcomes of joins and resumes; others get a set built on demand.
 	for _, o := range []string{"ok", "bad_pin", "room_full", "lobby_full", "bad_lobby", "bad_peer_id", "peer_id_taken",
-		"bad_token", "slot_gone", "not_joined", "bad_request", "unavailable"} {
+		"bad_token", "slot_gone", "not_joined", "bad_request", "unavailable", "credentials_unavailable"} {
 		m.outcomeAttrs[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
 	}
 	for v := range roomv1.LeaveReason_name {
@@ -135,6 +135,18 @@ func (m *meters) depart(reason roomv1.LeaveReason) {
 
 func (m *meters) callSetUp(d time.Duration) {
 	m.setup.Record(context.Background(), d.Seconds())
+}
+
+// observeRevocations reports the revocations waiting for credsvc as a gauge.
+func (m *meters) observeRevocations(tel platform.Telemetry, pending func() int64) error {
+	meter := tel.OrDefault().Meter.Meter("github.com/tuturu/tuturu/roomsvc")
+	_, err := meter.Int64ObservableGauge("tuturu.room.revocations.pending",
+		metric.WithDescription("Departed participants whose TURN credentials credsvc has not revoked yet."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(pending())
+			return nil
+		}))
+	return err
 }
 
 func (m *meters) rooms(kind roomv1.RoomKind, delta int64) {

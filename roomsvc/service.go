@@ -18,8 +18,9 @@ import (
 	"github.com/tuturu/tuturu/internal/platform"
 )
 
-// maxRequestBytes bounds one client message on a Join stream: a signal's data plus headroom.
-const maxRequestBytes = maxSignalData + 16<<10
+// maxRequestBytes bounds one message on a stream: a gateway's batch of requests, each within
+// maxSignalData. The gateway keeps its batches under half of this.
+const maxRequestBytes = 16 << 20
 
 // Service is the room service.
 type Service struct {
@@ -28,15 +29,15 @@ type Service struct {
 	hub      *hub
 	meters   *meters
 	revoker  *revoker
+	issuer   *issuer
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
 	stopOnce sync.Once
-	// mu guards stopped and waiting: the open streams, so that stop can interrupt those
-	// still waiting for their first message.
+	// mu guards stopped and links: the open streams, so that stop can end them.
 	mu      sync.Mutex
 	stopped bool
-	waiting map[*session]struct{}
-	// streams counts open Join handlers (tests wait on it).
+	links   map[*link]struct{}
+	// streams counts open stream handlers (tests wait on it).
 	streams atomic.Int64
 	roomv1connect.UnimplementedRoomServiceHandler
 	roomv1connect.UnimplementedRoomAdminServiceHandler
@@ -61,14 +62,19 @@ func New(cfg Config) (*Service, error) {
 	}
 	// Do not ask credsvc for gzip: its tiny responses cost more to compress than to send.
 	clientOpts = append(clientOpts, connect.WithAcceptCompression("gzip", nil, nil))
-	rev := newRevoker(credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), cfg.CredsvcURL, clientOpts...), cfg.Logger())
+	creds := credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), cfg.CredsvcURL, clientOpts...)
+	rev := newRevoker(creds, cfg.Logger())
+	if err := met.observeRevocations(tel, rev.pending); err != nil {
+		return nil, fmt.Errorf("roomsvc: metrics: %w", err)
+	}
 	s := &Service{
 		cfg:     cfg,
 		meters:  met,
 		revoker: rev,
+		issuer:  newIssuer(creds),
 		tracer:  tel.Tracer.Tracer("github.com/tuturu/tuturu/roomsvc"),
 		prop:    tel.Propagator,
-		waiting: map[*session]struct{}{},
+		links:   map[*link]struct{}{},
 	}
 	s.hub = newHub(hubConfig{
 		grace:      cfg.ResumeGrace,
@@ -124,14 +130,19 @@ func tokenTTL(cfg Config) time.Duration {
 // Addr is the address the service listens on.
 func (s *Service) Addr() string { return s.srv.Addr().String() }
 
-// Run serves until ctx ends, then ends every Join stream with Unavailable and stops
-// gracefully.
+// Run serves until ctx ends, then ends every stream with Unavailable and stops gracefully.
 func (s *Service) Run(ctx context.Context) error {
 	stopRevoker := make(chan struct{})
 	revDone := make(chan struct{})
 	go func() {
 		defer close(revDone)
 		s.revoker.run(stopRevoker, revokeDrain)
+	}()
+	issueCtx, stopIssuer := context.WithCancel(context.Background())
+	issueDone := make(chan struct{})
+	go func() {
+		defer close(issueDone)
+		s.issuer.run(issueCtx)
 	}()
 	// Streams must end when ctx does, or the server's graceful stop would wait for them.
 	serveDone, watchDone := make(chan struct{}), make(chan struct{})
@@ -146,6 +157,8 @@ func (s *Service) Run(ctx context.Context) error {
 	err := s.srv.Serve(ctx)
 	close(serveDone)
 	<-watchDone
+	stopIssuer()
+	<-issueDone
 	close(stopRevoker) // after the streams ended, so their departures are queued
 	<-revDone
 	if err != nil {
@@ -163,8 +176,8 @@ func (s *Service) stop() {
 		// Members first, so their streams end with Unavailable rather than as dropped.
 		s.hub.shutdown()
 		s.mu.Lock()
-		for sess := range s.waiting {
-			sess.interrupt()
+		for l := range s.links {
+			l.interrupt()
 		}
 		s.mu.Unlock()
 	})

@@ -1,0 +1,178 @@
+package roomsvc
+
+import (
+	"sync"
+
+	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
+)
+
+// outboxLimit bounds the events waiting for one link's writer. The gateway reads its stream
+// continuously and keeps per-socket queues of its own, so a link this far behind is broken: it
+// is ended and its members are held for a resume.
+const outboxLimit = 1 << 16
+
+// link is one gateway stream: the sessions it carries and the events waiting to be written to
+// it. The hub hands events to deliver under room locks, so deliver never blocks; the writer
+// takes everything queued at once and sends it as one batch.
+type link struct {
+	// interrupt makes the stream's pending Receive return, so the handler notices a link the
+	// writer found broken.
+	interrupt func()
+
+	mu       sync.Mutex
+	sessions map[uint64]*session
+	closed   bool // the stream is over: no new session
+
+	outMu  sync.Mutex
+	out    []*roomv1.MemberEvent
+	ended  []uint64 // sessions the hub ended, to forget once their last event is taken
+	ack    bool     // answer the gateway's hello with an empty batch
+	broken bool     // no more events: the stream is ending
+	wake   chan struct{}
+}
+
+func newLink(interrupt func()) *link {
+	return &link{interrupt: interrupt, sessions: map[uint64]*session{}, wake: make(chan struct{}, 1)}
+}
+
+// deliver queues ev for session id; false means the link is broken and the caller keeps ev.
+func (l *link) deliver(id uint64, ev *roomv1.MemberEvent) bool {
+	l.outMu.Lock()
+	if l.broken {
+		l.outMu.Unlock()
+		return false
+	}
+	if len(l.out) >= outboxLimit {
+		l.broken = true
+		l.outMu.Unlock()
+		l.interrupt()
+		return false
+	}
+	l.out = append(l.out, &roomv1.MemberEvent{SessionId: id, TraceContext: ev.TraceContext, Event: ev.Event})
+	l.outMu.Unlock()
+	l.signal()
+	return true
+}
+
+// end tells the gateway that session id is over (with Ended when rej is set) and forgets it.
+func (l *link) end(id uint64, rej *rejection) {
+	l.outMu.Lock()
+	if !l.broken && rej != nil {
+		l.out = append(l.out, endedEvent(id, rej))
+	}
+	l.ended = append(l.ended, id)
+	l.outMu.Unlock()
+	l.signal()
+}
+
+func endedEvent(id uint64, rej *rejection) *roomv1.MemberEvent {
+	return &roomv1.MemberEvent{SessionId: id, Event: &roomv1.MemberEvent_Ended{Ended: &roomv1.Ended{
+		Code: uint32(rej.code), Message: rej.msg, Reason: rej.outcome,
+	}}}
+}
+
+// hello asks the writer for an empty batch: the gateway's sign that the stream is up.
+func (l *link) hello() {
+	l.outMu.Lock()
+	l.ack = true
+	l.outMu.Unlock()
+	l.signal()
+}
+
+func (l *link) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take hands the writer everything queued (spare, emptied, is reused) and forgets the
+// sessions that ended. send reports whether there is a batch to send even if it is empty.
+func (l *link) take(spare []*roomv1.MemberEvent) (batch []*roomv1.MemberEvent, send bool) {
+	l.outMu.Lock()
+	batch, l.out = l.out, spare[:0]
+	send = len(batch) > 0 || l.ack
+	l.ack = false
+	ended := l.ended
+	l.ended = nil
+	l.outMu.Unlock()
+	if len(ended) > 0 {
+		l.mu.Lock()
+		for _, id := range ended {
+			delete(l.sessions, id)
+		}
+		l.mu.Unlock()
+	}
+	return batch, send
+}
+
+// breakOff stops delivery: later events stay with their members, who are held once the
+// handler detaches them.
+func (l *link) breakOff() {
+	l.outMu.Lock()
+	l.broken = true
+	l.outMu.Unlock()
+}
+
+// close ends the link for new sessions and returns the ones it still carries.
+func (l *link) close() []*session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	out := make([]*session, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		out = append(out, s)
+	}
+	clear(l.sessions)
+	return out
+}
+
+// open starts session id, pending until it is a member. fresh is false when the link already
+// carries that session; sess is nil when the link is closing.
+func (l *link) open(id uint64) (sess *session, fresh bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, false
+	}
+	if sess = l.sessions[id]; sess != nil {
+		return sess, false
+	}
+	sess = &session{id: id, link: l, pending: true}
+	l.sessions[id] = sess
+	return sess, true
+}
+
+// lookup finds session id and its member. For a session still entering, a leave or detach is
+// recorded for the enter to apply, and the member is nil.
+func (l *link) lookup(id uint64, r *roomv1.MemberRequest) (*session, *member) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sess := l.sessions[id]
+	if sess == nil {
+		return nil, nil
+	}
+	if sess.pending && (r.GetLeave() != nil || r.GetDetach() != nil) && sess.quit == nil {
+		sess.quit = r
+	}
+	return sess, sess.m
+}
+
+// proceed reports whether a pending session may become a member: false when the gateway gave
+// up on it (leave, detach) or the link is over, and then the session is forgotten.
+func (l *link) proceed(sess *session) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || sess.quit != nil {
+		delete(l.sessions, sess.id)
+		return false
+	}
+	return true
+}
+
+// forget drops session id: it is over.
+func (l *link) forget(id uint64) {
+	l.mu.Lock()
+	delete(l.sessions, id)
+	l.mu.Unlock()
+}
