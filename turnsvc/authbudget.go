@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/ratelimit"
 )
 
 // Budgets for credential lookups that must wait for credsvc.
@@ -31,9 +33,9 @@ const (
 	// callers joining behind one NAT. IPv6 clients are counted per /64.
 	lookupsPerIP     = 10
 	lookupBurstPerIP = 30
-	// maxTrackedIPs bounds the per-address buckets (a spoofer can invent addresses); when full,
-	// idle buckets are swept at most once a second and new addresses are not tracked meanwhile
-	// (the loop budget still bounds them).
+	// maxTrackedIPs bounds the per-address buckets (a spoofer can invent addresses); idle
+	// buckets are swept at most once a second, and when the set is full new addresses are not
+	// tracked meanwhile (the loop budget still bounds them).
 	maxTrackedIPs = 16384
 	// maxLookupFlights bounds the Validate calls in flight at once (each may outlive its
 	// waiter, up to 3 s), so that a flood over TCP connections, which each have a read loop of
@@ -102,83 +104,42 @@ func (c *clientLimits) allow(src net.Addr, now time.Time) bool {
 
 // ipLimiter is a token bucket of lookups per client address. Safe for concurrent use.
 type ipLimiter struct {
-	rate, burst float64
-	max         int
-
-	mu        sync.Mutex
-	buckets   map[netip.Addr]*ipBucket
-	lastSweep time.Time
-}
-
-type ipBucket struct {
-	tokens float64
-	last   time.Time
+	keys *ratelimit.Keyed[netip.Prefix, struct{}]
 }
 
 func newIPLimiter() *ipLimiter {
-	return &ipLimiter{rate: lookupsPerIP, burst: lookupBurstPerIP, max: maxTrackedIPs, buckets: map[netip.Addr]*ipBucket{}}
+	return newIPLimiterMax(maxTrackedIPs)
 }
 
-// allow takes one lookup from ip's bucket.
-func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
-	if !ip.IsValid() {
+// newIPLimiterMax is newIPLimiter with another bound on the addresses tracked.
+func newIPLimiterMax(max int) *ipLimiter {
+	return &ipLimiter{keys: ratelimit.NewKeyed[netip.Prefix, struct{}](ratelimit.Config{
+		Limit: ratelimit.Limit{Rate: lookupsPerIP, Burst: lookupBurstPerIP},
+		// A sweep walks the whole set: at most once a second.
+		SweepEvery: time.Second,
+		MaxKeys:    max,
+	})}
+}
+
+// allow takes one lookup from the bucket of key (ratelimit.ClientKey); an invalid key (not an
+// IP client) is not limited.
+func (l *ipLimiter) allow(key netip.Prefix, now time.Time) bool {
+	if !key.IsValid() {
 		return true
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[ip]
-	if !ok {
-		if len(l.buckets) >= l.max {
-			l.sweepLocked(now)
-		}
-		if len(l.buckets) >= l.max {
-			return true
-		}
-		b = &ipBucket{tokens: l.burst, last: now}
-		l.buckets[ip] = b
-	}
-	if d := now.Sub(b.last).Seconds(); d > 0 {
-		b.tokens = min(l.burst, b.tokens+d*l.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	ok, _ := l.keys.Take(key, now)
+	return ok
 }
 
-// sweepLocked forgets buckets that have refilled (their address has been quiet), at most once
-// a second: a sweep walks the whole map.
-func (l *ipLimiter) sweepLocked(now time.Time) {
-	if now.Sub(l.lastSweep) < time.Second {
-		return
-	}
-	l.lastSweep = now
-	full := time.Duration(l.burst / l.rate * float64(time.Second))
-	for ip, b := range l.buckets {
-		if now.Sub(b.last) >= full {
-			delete(l.buckets, ip)
-		}
-	}
-}
-
-// clientIP is the address a client's lookups are counted under: the IPv4 address, or the /64
-// of an IPv6 one (one host usually holds a whole /64).
-func clientIP(src net.Addr) netip.Addr {
+// clientIP is the key a client's lookups are counted under (ratelimit.ClientKey): the IPv4
+// address, or the /64 of an IPv6 one.
+func clientIP(src net.Addr) netip.Prefix {
 	var ip netip.Addr
 	switch a := src.(type) {
 	case *net.UDPAddr:
 		ip, _ = netip.AddrFromSlice(a.IP)
 	case *net.TCPAddr:
 		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		return netip.Addr{}
 	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		ip = p.Addr()
-	}
-	return ip
+	return ratelimit.ClientKey(ip)
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/ratelimit"
 )
 
 func TestLoopBudget(t *testing.T) {
@@ -40,7 +42,7 @@ func TestLoopBudget(t *testing.T) {
 func TestIPLimiter(t *testing.T) {
 	l := newIPLimiter()
 	now := time.Now()
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	a, b := clientIP(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 1)}), clientIP(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 2)})
 	for i := range lookupBurstPerIP {
 		if !l.allow(a, now) {
 			t.Fatalf("lookup %d of the burst refused", i)
@@ -56,19 +58,19 @@ func TestIPLimiter(t *testing.T) {
 		t.Error("no lookup after the bucket refilled by one")
 	}
 	// bounded: a flood of invented addresses is not tracked past max, and never throttled for it
-	l.max = 100
+	l = newIPLimiterMax(100)
 	for i := range 1000 {
-		ip := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+		ip := ratelimit.ClientKey(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 		if !l.allow(ip, now) {
 			t.Fatalf("fresh address %v throttled", ip)
 		}
 	}
-	if n := len(l.buckets); n > 100 {
+	if n := l.keys.Len(); n > 100 {
 		t.Errorf("%d buckets over a bound of 100", n)
 	}
 	// once idle, buckets are swept and new addresses tracked again
 	later := now.Add(time.Minute)
-	fresh := netip.MustParseAddr("198.51.100.1")
+	fresh := ratelimit.ClientKey(netip.MustParseAddr("198.51.100.1"))
 	for range lookupBurstPerIP {
 		l.allow(fresh, later)
 	}
@@ -82,10 +84,10 @@ func TestClientIP(t *testing.T) {
 		addr net.Addr
 		want string
 	}{
-		{&net.UDPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}, "192.0.2.7"},
-		{&net.UDPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7"},
-		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1:2::"},
-		{&net.UDPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0"}, "fe80::"},
+		{&net.UDPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}, "192.0.2.7/32"},
+		{&net.UDPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7/32"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1:2::/64"},
+		{&net.UDPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0"}, "fe80::/64"},
 	} {
 		if got := clientIP(c.addr); got.String() != c.want {
 			t.Errorf("clientIP(%v) = %v, want %s", c.addr, got, c.want)

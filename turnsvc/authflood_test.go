@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/tuturu/tuturu/internal/ratelimit"
 )
 
 // TestAuthFloodKeepsRelaysFlowing: a live allocation relays a steady stream through turnsvc's
@@ -39,9 +41,7 @@ func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 			cfg.AuthTimeout = 250 * time.Millisecond // the production default
 			s, _ := startTurn(t, cfg)
 			if spoofed {
-				s.ipLimit.udp.mu.Lock()
-				s.ipLimit.udp.burst, s.ipLimit.udp.rate = 1e9, 1e9
-				s.ipLimit.udp.mu.Unlock()
+				s.ipLimit.udp.keys.SetLimit(ratelimit.Limit{Rate: 1e9, Burst: 1e9})
 			}
 
 			u, p := cred.issue("live", time.Hour)
@@ -258,9 +258,7 @@ func TestSpoofedUDPKeepsTCPLookups(t *testing.T) {
 	s, _ := startTurn(t, testConfig(t, url))
 	// No refill while the test runs: a drained bucket stays drained.
 	for _, l := range []*ipLimiter{s.ipLimit.udp, s.ipLimit.conn} {
-		l.mu.Lock()
-		l.rate = 1e-6
-		l.mu.Unlock()
+		l.keys.SetLimit(ratelimit.Limit{Rate: 1e-6, Burst: lookupBurstPerIP})
 	}
 	victim := net.IPv4(127, 0, 0, 1) // the address the TURN clients below use
 	const attempts = 2 * lookupBurstPerIP

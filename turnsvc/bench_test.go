@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/ratelimit"
 )
 
 // BenchmarkAllocate measures Allocate latency as a TURN client sees it (401 challenge, then
@@ -61,9 +63,7 @@ func BenchmarkAllocate(b *testing.B) {
 // stream of cold lookups from one address rather than what a flood may cost.
 func unthrottle(s *Service) {
 	for _, l := range []*ipLimiter{s.ipLimit.udp, s.ipLimit.conn} {
-		l.mu.Lock()
-		l.burst, l.rate = 1e9, 1e9
-		l.mu.Unlock()
+		l.keys.SetLimit(ratelimit.Limit{Rate: 1e9, Burst: 1e9})
 	}
 	for _, l := range append([]*loopBudget{s.otherLoop}, loopBudgets(s)...) {
 		l.mu.Lock()
@@ -91,7 +91,7 @@ func BenchmarkLookupBudget(b *testing.B) {
 		c.cur.Store(src)
 		s.loops = append(s.loops, c)
 	}
-	s.ipLimit.udp.burst, s.ipLimit.udp.rate = 1e9, 1e9
+	s.ipLimit.udp.keys.SetLimit(ratelimit.Limit{Rate: 1e9, Burst: 1e9})
 	b.ReportAllocs()
 	for b.Loop() {
 		now := time.Now()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/turn/v4"
+
+	"github.com/tuturu/tuturu/internal/ratelimit"
 )
 
 var errCapacity = errors.New("turnsvc: allocation capacity reached")
@@ -203,29 +205,23 @@ func (c *relayConn) Close() error {
 
 // limiter is a token bucket over bytes, shared by both directions of one allocation.
 type limiter struct {
-	mu     sync.Mutex
-	rate   float64 // bytes per second
-	burst  float64
-	tokens float64
-	last   time.Time
+	mu    sync.Mutex
+	limit ratelimit.Limit // bytes per second
+	b     ratelimit.Bucket
 }
 
 func newLimiter(bytesPerSecond int) *limiter {
 	// Half a second of traffic as burst absorbs a video keyframe without letting a client
 	// exceed the cap for long.
 	burst := max(float64(bytesPerSecond)/2, 16<<10)
-	return &limiter{rate: float64(bytesPerSecond), burst: burst, tokens: burst, last: time.Now()}
+	return &limiter{limit: ratelimit.Limit{Rate: float64(bytesPerSecond), Burst: burst}}
 }
 
+// allow takes n bytes; false means the datagram is over the cap.
 func (l *limiter) allow(n int) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := time.Now()
-	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	l.last = now
-	if l.tokens < float64(n) {
-		return false
-	}
-	l.tokens -= float64(n)
-	return true
+	l.mu.Lock()
+	ok, _ := l.b.Take(now, l.limit, float64(n))
+	l.mu.Unlock()
+	return ok
 }

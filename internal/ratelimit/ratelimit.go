@@ -131,6 +131,14 @@ func (k *Keyed[K, V]) Do(key K, now time.Time, f func(*Entry[V])) bool {
 	return true
 }
 
+// SetLimit gives every key, present and future, the limit l; tokens already held stay (up to
+// the new burst at the next take).
+func (k *Keyed[K, V]) SetLimit(l Limit) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cfg.Limit = l
+}
+
 // Len is the number of keys tracked.
 func (k *Keyed[K, V]) Len() int {
 	k.mu.Lock()
