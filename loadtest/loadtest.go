@@ -50,6 +50,9 @@ type Report struct {
 	Max           time.Duration
 	ServerCPU     time.Duration // over the measured calls
 	CPUPerSetup   time.Duration
+	// ServerWait is how long the server's threads were runnable but queued for a CPU over the
+	// measured calls (zero where the kernel does not say): a noisy machine shows here.
+	ServerWait time.Duration
 	// ClientCPUPerSetup is this tool's own CPU per set-up: on a shared machine it competes
 	// with the server.
 	ClientCPUPerSetup time.Duration
@@ -88,6 +91,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		}
 		fmt.Fprintf(out, "calls: %d, %s\n", cfg.Calls, mode)
 		self0, _ := cpuTime(os.Getpid())
+		wait0, waitErr := sumWait(cfg.ServerPIDs)
 		d.runCalls(ctx, cfg.Calls, r)
 		// Work the calls left behind (revocations, timers) belongs to them too.
 		settle(ctx, cfg.ServerPIDs, 60*time.Second)
@@ -97,6 +101,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		}
 		if self1, err := cpuTime(os.Getpid()); err == nil && r.OK > 0 {
 			r.ClientCPUPerSetup = (self1 - self0) / time.Duration(r.OK)
+		}
+		if wait1, err := sumWait(cfg.ServerPIDs); err == nil && waitErr == nil {
+			r.ServerWait = max(wait1-wait0, 0)
 		}
 		if len(cfg.ServerPIDs) > 0 {
 			r.ServerCPU = cpu1 - cpu0
@@ -234,6 +241,9 @@ func writeCalls(out io.Writer, r *Report, cpu bool) {
 	fmt.Fprintf(out, "  set-up latency p50 %v, p95 %v, p99 %v, max %v\n", r.P50.Round(10*time.Microsecond), r.P95.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond))
 	if cpu {
 		fmt.Fprintf(out, "  server CPU %v: %d µs per set-up\n", r.ServerCPU, r.CPUPerSetup.Microseconds())
+		if r.ServerWait > 0 {
+			fmt.Fprintf(out, "  server threads queued for a CPU %v (%.2f s per CPU second)\n", r.ServerWait.Round(time.Millisecond), r.ServerWait.Seconds()/max(r.ServerCPU.Seconds(), 0.01))
+		}
 	}
 	fmt.Fprintf(out, "  load tool CPU: %d µs per set-up\n", r.ClientCPUPerSetup.Microseconds())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -70,11 +71,60 @@ func parseVmRSS(status string) (int64, error) {
 	return 0, fmt.Errorf("server memory: no VmRSS line")
 }
 
-// sumCPU and sumRSS add up every server process.
+// runWait returns how long a process's threads have been runnable but waiting for a CPU, in
+// total (field 2 of /proc/<pid>/task/<tid>/schedstat, nanoseconds; /proc/<pid>/schedstat is
+// the main thread alone). Threads that have exited are not counted. On a shared machine it
+// tells how much of a run the server spent queued behind other processes.
+func runWait(pid int) (time.Duration, error) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(files) == 0 {
+		return 0, fmt.Errorf("server run-queue wait: no schedstat for %d", pid)
+	}
+	var total time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		d, err := parseSchedstatWait(string(b))
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// parseSchedstatWait reads "<run ns> <wait ns> <timeslices>".
+func parseSchedstatWait(s string) (time.Duration, error) {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("server run-queue wait: odd schedstat %q", s)
+	}
+	ns, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("server run-queue wait: odd schedstat %q", s)
+	}
+	return time.Duration(ns), nil
+}
+
+// sumCPU, sumRSS and sumWait add up every server process.
 func sumCPU(pids []int) (time.Duration, error) {
 	var total time.Duration
 	for _, pid := range pids {
 		d, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+func sumWait(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		d, err := runWait(pid)
 		if err != nil {
 			return 0, err
 		}

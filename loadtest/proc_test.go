@@ -52,3 +52,24 @@ func TestPercentile(t *testing.T) {
 		t.Fatal("percentiles off")
 	}
 }
+
+func TestParseSchedstatWait(t *testing.T) {
+	got, err := parseSchedstatWait("123456789 987654321 4242\n")
+	if err != nil || got != 987654321*time.Nanosecond {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if _, err := parseSchedstatWait("12"); err == nil {
+		t.Fatal("one field parsed")
+	}
+}
+
+// TestOwnRunWait reads this process's threads; the figure may be zero but must be readable
+// where the kernel keeps scheduler statistics.
+func TestOwnRunWait(t *testing.T) {
+	if _, err := os.Stat("/proc/self/schedstat"); err != nil {
+		t.Skip("no schedstat on this kernel")
+	}
+	if w, err := runWait(os.Getpid()); err != nil || w < 0 {
+		t.Fatalf("wait %v, %v", w, err)
+	}
+}

@@ -46,6 +46,9 @@ func loadtest(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	v.Int(&cfg.Idle, "idle", "LOADTEST_IDLE", 0, "joined sessions to hold open for the memory figure (raise ulimit -n)")
 	v.Duration(&cfg.IdleHold, "idle-hold", "LOADTEST_IDLE_HOLD", 30*time.Second, "how long to hold the idle sessions")
+	var result, sink string
+	v.String(&result, "result", "LOADTEST_RESULT", "", "also write the figures to this file as name=value lines (for scripts)")
+	v.String(&sink, "otlp-sink", "LOADTEST_OTLP_SINK", "", "drive nothing: accept and discard OTLP/HTTP exports on this loopback address until interrupted")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -55,6 +58,14 @@ func loadtest(ctx context.Context, args []string, getenv func(string) string, st
 	if err := v.Resolve(); err != nil {
 		return fmt.Errorf("bad configuration:\n%w", err)
 	}
-	_, err := lt.Run(ctx, cfg, stdout)
+	if sink != "" {
+		return lt.Sink(ctx, sink, stdout)
+	}
+	r, err := lt.Run(ctx, cfg, stdout)
+	if result != "" && r != nil {
+		if werr := lt.WriteFiguresFile(result, r); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
 	return err
 }
