@@ -6,8 +6,9 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/ratelimit"
 )
 
 // originAllowed says whether a /ws request may be upgraded. Browsers always send Origin, so
@@ -34,9 +35,9 @@ func originAllowed(r *http.Request, allowed []string) bool {
 	return false
 }
 
-// clientAddr is the key the per-client limits (joins, open sockets, /api/turn) count against:
-// the TCP peer's IPv4 address, or the /64 of an IPv6 peer — one subscriber usually holds a
-// whole /64 and could otherwise rotate addresses inside it to escape every limit.
+// clientAddr is the key the per-client limits (joins, open sockets, /api/turn) count against
+// (ratelimit.ClientKey): the TCP peer's IPv4 address, or the /64 of an IPv6 peer, written
+// "192.0.2.1" or "2001:db8::/64".
 func clientAddr(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -45,108 +46,66 @@ func clientAddr(r *http.Request) string {
 		}
 		return r.RemoteAddr
 	}
-	ip := ap.Addr().Unmap()
-	if ip.Is4() {
-		return ip.String()
+	k := ratelimit.ClientKey(ap.Addr())
+	if k.Addr().Is4() {
+		return k.Addr().String()
 	}
-	if p, err := ip.WithZone("").Prefix(64); err == nil {
-		return p.String()
-	}
-	return ip.String()
+	return k.String()
 }
 
-// bucket is a token bucket; the caller serialises access.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
+// bucket is a connection's message bucket; the caller serialises access.
+type bucket struct{ ratelimit.Bucket }
 
 // take refills at rate tokens per second up to burst and takes one token if there is one.
 // It returns how long until a token would be there when there is none.
 func (b *bucket) take(now time.Time, rate, burst float64) (bool, time.Duration) {
-	if b.last.IsZero() {
-		b.tokens = burst
-	} else if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = min(burst, b.tokens+dt*rate)
-	}
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	return b.Take(now, ratelimit.Limit{Rate: rate, Burst: burst}, 1)
 }
 
 // joinLimiter counts joins and resumes per client address. An address over its rate is told
 // to wait; each refusal before that wait is over doubles it (up to a cap), so a client that
-// hammers the gateway backs itself off instead of costing a room lookup per attempt.
+// hammers the gateway backs itself off instead of costing a room lookup per attempt. An
+// address's entry holds its refusals in a row; its Hold is the end of its current wait.
 type joinLimiter struct {
-	rate, burst float64
-	backoffMax  time.Duration
-
-	mu        sync.Mutex
-	addrs     map[string]*joinState
-	lastSweep time.Time
-}
-
-type joinState struct {
-	bucket
-	strikes      int
-	blockedUntil time.Time
+	backoffMax time.Duration
+	addrs      *ratelimit.Keyed[string, int]
 }
 
 func newJoinLimiter(l Limits) *joinLimiter {
 	return &joinLimiter{
-		rate:       l.JoinsPerMinute / 60,
-		burst:      float64(l.JoinBurst),
 		backoffMax: l.JoinBackoffMax,
-		addrs:      map[string]*joinState{},
+		addrs: ratelimit.NewKeyed[string, int](ratelimit.Config{
+			Limit: ratelimit.Limit{Rate: l.JoinsPerMinute / 60, Burst: float64(l.JoinBurst)},
+			// Addresses whose bucket is full again and who are not blocked are forgotten, so
+			// the set holds only recent joiners; a sweep walks it all, so once a minute.
+			SweepEvery: time.Minute,
+		}),
 	}
 }
 
 // allow records a join attempt from addr; when refused it says how long to wait.
-func (j *joinLimiter) allow(addr string, now time.Time) (bool, time.Duration) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.sweep(now)
-	s := j.addrs[addr]
-	if s == nil {
-		s = &joinState{}
-		j.addrs[addr] = s
-	}
-	if now.Before(s.blockedUntil) {
-		return false, j.strike(s, now, s.blockedUntil.Sub(now))
-	}
-	ok, wait := s.take(now, j.rate, j.burst)
-	if ok {
-		s.strikes = 0
-		return true, 0
-	}
-	return false, j.strike(s, now, wait)
+func (j *joinLimiter) allow(addr string, now time.Time) (ok bool, wait time.Duration) {
+	j.addrs.Do(addr, now, func(e *ratelimit.Entry[int]) {
+		if now.Before(e.Hold) {
+			wait = j.strike(e, now, e.Hold.Sub(now))
+			return
+		}
+		if ok, wait = e.Take(now); ok {
+			e.Value = 0
+			return
+		}
+		wait = j.strike(e, now, wait)
+	})
+	return ok, wait
 }
 
 // strike doubles the wait for every refusal in a row and blocks the address for it.
-func (j *joinLimiter) strike(s *joinState, now time.Time, wait time.Duration) time.Duration {
-	s.strikes++
-	for i := 1; i < s.strikes && wait < j.backoffMax; i++ {
+func (j *joinLimiter) strike(e *ratelimit.Entry[int], now time.Time, wait time.Duration) time.Duration {
+	e.Value++
+	for i := 1; i < e.Value && wait < j.backoffMax; i++ {
 		wait *= 2
 	}
 	wait = min(max(wait, time.Second), j.backoffMax)
-	s.blockedUntil = now.Add(wait)
+	e.Hold = now.Add(wait)
 	return wait
-}
-
-// sweep forgets, once a minute, addresses whose bucket is full again and who are not blocked,
-// so the map holds only recent joiners.
-func (j *joinLimiter) sweep(now time.Time) {
-	if now.Sub(j.lastSweep) < time.Minute {
-		return
-	}
-	j.lastSweep = now
-	full := time.Duration(j.burst / j.rate * float64(time.Second))
-	for addr, s := range j.addrs {
-		if now.After(s.blockedUntil) && now.Sub(s.last) > full {
-			delete(j.addrs, addr)
-		}
-	}
 }
