@@ -29,6 +29,8 @@ const (
 	codeRoomClosed         = "ROOM_CLOSED"
 	codeInternal           = "INTERNAL"
 	codeJoinTimeout        = "JOIN_TIMEOUT"
+	codeSlowConsumer       = "SLOW_CONSUMER"
+	codeServerFull         = "SERVER_FULL"
 )
 
 // encodeRelay builds {"type":<t>,"data":<data>} around the raw bytes the other member sent. t

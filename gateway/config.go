@@ -57,6 +57,9 @@ type Limits struct {
 	// MaxSocketsPerAddress caps the /ws sockets one client address holds open at once, joined
 	// or not; the next socket gets error TOO_MANY_SOCKETS and close 1013 (socket_cap.go).
 	MaxSocketsPerAddress int
+	// MaxSockets caps the gateway's open /ws sockets; 0 means what its open-file limit allows
+	// after a reserve (capacity.go). The next socket gets SERVER_FULL and close 1013.
+	MaxSockets int
 }
 
 // Defaults for the limits. A call set-up is about 15 messages from each side, most of them ICE
@@ -70,9 +73,10 @@ const (
 	defaultJoinsPerMinute = 20
 	defaultJoinBurst      = 10
 	defaultJoinBackoffMax = 5 * time.Minute
-	// A client joins right after it connects; 30 s leaves room for a person typing a PIN on a
-	// page that connects first.
-	defaultJoinTimeout = 30 * time.Second
+	// Clients that connect first and join after the camera prompt (the original web client
+	// does) take as long as the person takes: minutes. Unjoined sockets are bounded per address
+	// by MaxSocketsPerAddress, so a generous timeout costs little.
+	defaultJoinTimeout = 10 * time.Minute
 	// A 1:1 call holds two sockets; 64 lets 32 calls (or 64 people, each in a call with
 	// someone outside) run at once from one public address, which is more than a large office
 	// behind one NAT holds, while one address can pin at most ~5 MiB of socket state.
@@ -102,6 +106,14 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.PositiveInt(&c.Limits.JoinBurst, "ws-join-burst", "WS_JOIN_BURST", defaultJoinBurst, "joins one address may make at once before the per-minute rate applies")
 	v.Duration(&c.Limits.JoinBackoffMax, "ws-join-backoff-max", "WS_JOIN_BACKOFF_MAX", defaultJoinBackoffMax, "longest wait imposed on an address that keeps joining too fast")
 	v.PositiveInt(&c.Limits.MaxSocketsPerAddress, "ws-max-sockets-per-address", "WS_MAX_SOCKETS_PER_ADDRESS", defaultMaxSocketsPerAddress, "open /ws sockets one client address may hold at once, joined or not; more get error TOO_MANY_SOCKETS and close 1013")
+	v.Func("ws-max-sockets", "WS_MAX_SOCKETS", "0", "open /ws sockets this gateway holds at once; 0 means its open-file limit less a reserve (max(100, limit/20)); more get error SERVER_FULL and close 1013", func(s string) error {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 0 {
+			return fmt.Errorf("%q is not a number of sockets (0 for the open-file limit)", s)
+		}
+		c.Limits.MaxSockets = n
+		return nil
+	})
 	// 20 s keeps NAT and proxy mappings alive; 10 s for the pong finds a dead socket within 30 s.
 	v.Duration(&c.PingInterval, "ws-ping-interval", "WS_PING_INTERVAL", 20*time.Second, "interval of WebSocket pings on idle sockets")
 	v.Duration(&c.PingTimeout, "ws-ping-timeout", "WS_PING_TIMEOUT", 10*time.Second, "how long to wait for a pong before dropping the socket")

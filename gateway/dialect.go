@@ -8,16 +8,16 @@ import (
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
 
-// dialect is what differs between the browser and the Flutter protocol on one socket. The
-// rest (reading frames, limits, Origin, the Join stream, leaving and dropping) is the
-// session's and shared by both.
+// dialect is what differs between the browser and the Flutter protocol on one socket: what
+// the client's messages mean and how events and errors look to it. The rest (reading frames,
+// limits, the membership in roomsvc, the event queue, closing) is the session's.
 type dialect interface {
 	// handle decodes one text frame and acts on it; false ends the session.
 	handle(ctx context.Context, data []byte) bool
 	// errorFrame encodes an error in the dialect's own shape.
 	errorFrame(e wireError) []byte
 	// deliver writes one roomsvc event to the client (on the pump goroutine).
-	deliver(ev *roomv1.JoinResponse)
+	deliver(ev *roomv1.MemberEvent)
 	// resumable says whether the client can take back its slot after a dropped socket; when
 	// it cannot, a drop is a leave, so the others are told at once.
 	resumable() bool
@@ -51,15 +51,4 @@ func isFlutterFirstFrame(b []byte) bool {
 	}
 	t, ok := jsonString(typ)
 	return ok && t == flutterNew
-}
-
-// becomeFlutter switches the socket to the Flutter dialect; it runs on the reader before the
-// first frame is handled, so before any pump exists.
-func (s *session) becomeFlutter(ctx context.Context) {
-	old := s.d.metricAttr()
-	s.joinMu.Lock() // the join timer may read s.d
-	s.d = &flutterDialect{s: s}
-	s.joinMu.Unlock()
-	s.g.in.connections.Add(ctx, -1, old)
-	s.g.in.connections.Add(ctx, 1, s.d.metricAttr())
 }

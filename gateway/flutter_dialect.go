@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -17,8 +16,8 @@ import (
 // flutterLobby is the lobby every Flutter client enters: the original server had one.
 const flutterLobby = "default"
 
-// flutterDialect speaks flutter-webrtc-server's protocol on a session: `new` enters the lobby
-// (one Join stream per socket), signals are addressed to peer ids, and the lobby's member list
+// flutterDialect speaks flutter-webrtc-server's protocol on a session: `new` enters the lobby,
+// signals are addressed to peer ids, and the lobby's member list
 // comes back as `peers`.
 type flutterDialect struct {
 	s  *session
@@ -38,8 +37,7 @@ func (f *flutterDialect) handle(ctx context.Context, data []byte) bool {
 	m, err := decodeFlutter(data)
 	if err != nil {
 		s.g.in.reject(ctx, rejectInvalid)
-		s.fail(ctx, websocket.StatusPolicyViolation, "invalid message",
-			f.errorFrame(wireError{Request: truncate(m.Type, 32), Text: "Invalid message: " + detail(err), Code: codeInvalidMessage}))
+		s.fail(ctx, websocket.StatusPolicyViolation, wireError{Request: truncate(m.Type, 32), Text: "Invalid message: " + detail(err), Code: codeInvalidMessage})
 		return false
 	}
 	s.g.in.countMessage(ctx, m.Type)
@@ -76,8 +74,7 @@ func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, str
 			return true, "already_joined"
 		}
 		if s.g.cfg.Flutter.LobbyOff {
-			s.fail(ctx, websocket.StatusPolicyViolation, "lobby disabled",
-				f.errorFrame(wireError{Request: m.Type, Text: "The Flutter lobby is turned off on this server", Code: codeLobbyDisabled}))
+			s.fail(ctx, websocket.StatusPolicyViolation, wireError{Request: m.Type, Text: "The Flutter lobby is turned off on this server", Code: codeLobbyDisabled})
 			return false, "lobby_disabled"
 		}
 		if !s.allowJoin(ctx, m.Type) {
@@ -97,11 +94,7 @@ func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, str
 		if m.Type == flutterBye {
 			return f.bye(ctx, m)
 		}
-		// A failed send means the stream is gone; the pump reports why.
-		_ = s.stream.Send(&roomv1.JoinRequest{
-			TraceContext: s.g.in.inject(ctx),
-			Msg:          &roomv1.JoinRequest_Signal{Signal: &roomv1.Signal{Type: m.Type, Data: m.Data, To: m.To}},
-		})
+		s.sendSignal(ctx, &roomv1.Signal{Type: m.Type, Data: m.Data, To: m.To})
 		return true, "ok"
 	case flutterLeave:
 		// Not sent by the demo apps (they close the socket), but the original accepted it.
@@ -122,36 +115,34 @@ func (f *flutterDialect) register(ctx context.Context, m *flutterMsg) (bool, str
 	if !s.claimJoin() {
 		return false, "join_timeout" // the socket is closed
 	}
-	_, err := s.openStream(ctx, &roomv1.JoinRequest{Msg: &roomv1.JoinRequest_Enter{Enter: &roomv1.Enter{
+	_, ended := s.join(ctx, &roomv1.MemberRequest{Msg: &roomv1.MemberRequest_Enter{Enter: &roomv1.Enter{
 		Room:   &roomv1.Enter_Lobby{Lobby: flutterLobby},
 		PeerId: m.ID, Name: m.Name, UserAgent: m.UserAgent,
 	}}})
-	if err != nil {
+	if ended != nil {
 		var (
 			e       = wireError{Request: m.Type}
 			status  = websocket.StatusPolicyViolation
 			outcome string
 		)
-		switch code := connect.CodeOf(err); code {
+		switch code := connect.Code(ended.GetCode()); code {
 		case connect.CodeAlreadyExists:
 			e.Text, e.Code, outcome = "Peer id "+truncate(m.ID, 64)+" is already in use: choose another id", codeIDTaken, "id_taken"
 		case connect.CodeInvalidArgument:
-			e.Text, e.Code, outcome = "Invalid peer: "+connectMessage(err), codeBadPeerInfo, "bad_peer"
+			e.Text, e.Code, outcome = "Invalid peer: "+truncate(ended.GetMessage(), 200), codeBadPeerInfo, "bad_peer"
 		case connect.CodeResourceExhausted:
 			// roomsvc's LOBBY_MAX_MEMBERS: "lobby default is full (maximum N members)".
-			e.Text, e.Code, outcome = "The "+connectMessage(err)+": try again later", codeLobbyFull, "lobby_full"
+			e.Text, e.Code, outcome = "The "+truncate(ended.GetMessage(), 200)+": try again later", codeLobbyFull, "lobby_full"
 		default:
-			s.log.WarnContext(ctx, "room service refused or failed a lobby join", "code", code.String(), "err", err)
+			s.log.WarnContext(ctx, "room service refused or failed a lobby join", "code", code.String(), "err", ended.GetMessage())
 			e.Text, e.Code, outcome = "The room service is unavailable: please try again shortly", codeServiceUnavailable, "unavailable"
 			status = websocket.StatusInternalError
 		}
-		s.write(f.errorFrame(e))
-		s.closeSocket(status, outcome)
+		s.refuse(status, e)
 		return false, outcome
 	}
 	f.id = m.ID
-	s.state.Store(stateJoined)
-	go s.pump()
+	s.startEvents()
 	return true, "ok"
 }
 
@@ -167,12 +158,7 @@ func (f *flutterDialect) bye(ctx context.Context, m *flutterMsg) (bool, string) 
 		return true, "invalid_session"
 	}
 	if other != f.id {
-		_ = s.stream.Send(&roomv1.JoinRequest{
-			TraceContext: s.g.in.inject(ctx),
-			Msg: &roomv1.JoinRequest_Signal{Signal: &roomv1.Signal{
-				Type: flutterBye, Data: encodeByeData(other, m.SessionID, f.id), To: other,
-			}},
-		})
+		s.sendSignal(ctx, &roomv1.Signal{Type: flutterBye, Data: encodeByeData(other, m.SessionID, f.id), To: other})
 	}
 	s.write(encodeRelay(flutterBye, encodeByeData(f.id, m.SessionID, f.id)))
 	return true, "ok"
@@ -190,14 +176,14 @@ func otherLeg(sessionID, self string) (string, bool) {
 }
 
 // deliver turns a roomsvc event into the Flutter frame for it.
-func (f *flutterDialect) deliver(ev *roomv1.JoinResponse) {
+func (f *flutterDialect) deliver(ev *roomv1.MemberEvent) {
 	s := f.s
 	var (
 		typ string
 		out []byte
 	)
 	switch e := ev.GetEvent().(type) {
-	case *roomv1.JoinResponse_Signal:
+	case *roomv1.MemberEvent_Signal:
 		typ = e.Signal.GetType()
 		switch typ {
 		case flutterOffer, flutterAnswer, flutterCandidate, flutterBye:
@@ -206,32 +192,22 @@ func (f *flutterDialect) deliver(ev *roomv1.JoinResponse) {
 			s.log.Warn("dropping a signal type the Flutter dialect does not know", "type", truncate(typ, 32))
 			return
 		}
-	case *roomv1.JoinResponse_MembersChanged:
+	case *roomv1.MemberEvent_MembersChanged:
 		typ, out = flutterPeers, encodePeers(e.MembersChanged.GetMembers())
-	case *roomv1.JoinResponse_PeerLeft:
+	case *roomv1.MemberEvent_PeerLeft:
 		typ, out = flutterLeave, encodeLeave(e.PeerLeft.GetMember().GetPeerId())
-	case *roomv1.JoinResponse_Error:
+	case *roomv1.MemberEvent_Error:
 		typ, out = "error", f.errorFrame(wireError{Request: e.Error.GetRequest(), Text: e.Error.GetReason(), Code: e.Error.GetCode()})
-	case *roomv1.JoinResponse_RoomClosed:
+	case *roomv1.MemberEvent_RoomClosed:
 		s.state.Store(stateLeft)
 		text := "The lobby was closed by an operator"
 		if r := e.RoomClosed.GetReason(); r != "" {
 			text += ": " + r
 		}
-		s.write(f.errorFrame(wireError{Text: text, Code: codeRoomClosed}))
-		s.closeSocket(websocket.StatusNormalClosure, "room closed")
+		s.refuse(websocket.StatusNormalClosure, wireError{Text: text, Code: codeRoomClosed})
 		return
 	default:
 		return // joined, peer_joined: the lobby list says it all
 	}
 	s.deliverTraced(ev, typ, out)
-}
-
-// connectMessage is the human part of a Connect error (roomsvc's are safe to show).
-func connectMessage(err error) string {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return "refused"
-	}
-	return truncate(ce.Message(), 200)
 }

@@ -19,15 +19,16 @@ import (
 )
 
 // Gateway is the public edge service. It keeps live sockets, never room state: rooms live in
-// roomsvc, reached through one Join stream per joined socket.
+// roomsvc, reached through one Sessions stream that carries every socket's membership.
 type Gateway struct {
 	cfg   Config
 	srv   *platform.Server
-	rooms roomv1connect.RoomServiceClient
-	creds credv1connect.CredentialServiceClient
+	link  *roomLink
+	creds credv1connect.CredentialServiceClient // for /api/turn
 	in    *instruments
 	joins *joinLimiter
 	socks *socketCap
+	cap   *capacity
 	edge  *edge.Edge // nil when DOMAIN is empty
 
 	mu       sync.Mutex
@@ -47,16 +48,21 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	maxSockets, err := socketCapacity(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	h2c := platform.NewH2CClient()
 	g := &Gateway{
 		cfg:      cfg,
-		rooms:    roomv1connect.NewRoomServiceClient(h2c, cfg.RoomsvcURL, opts...),
 		creds:    credv1connect.NewCredentialServiceClient(h2c, cfg.CredsvcURL, opts...),
 		in:       in,
 		joins:    newJoinLimiter(cfg.Limits),
 		socks:    newSocketCap(cfg.Limits.MaxSocketsPerAddress),
+		cap:      &capacity{max: maxSockets},
 		sessions: map[*session]struct{}{},
 	}
+	g.link = newRoomLink(roomv1connect.NewRoomServiceClient(h2c, cfg.RoomsvcURL, opts...), cfg.Logger())
 	srv, err := platform.NewServer("gateway", cfg.Addr, cfg.Listener, cfg.Logger())
 	if err != nil {
 		return nil, err
@@ -67,6 +73,7 @@ func New(cfg Config) (*Gateway, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
+	app.Handle("GET /readyz", http.HandlerFunc(g.serveReady))
 	app.Handle("GET /ws", http.HandlerFunc(g.serveWS))
 	app.Handle("/api/turn", newAPITurn(g)) // every method: it answers 405 itself, in JSON
 	app.Handle("/", http.FileServerFS(web.Files()))
@@ -94,11 +101,18 @@ func (g *Gateway) EdgeAddr() string {
 func (g *Gateway) Addr() string { return g.srv.Addr().String() }
 
 // Run serves until ctx ends, then stops gracefully: sockets are closed with 1001 (going away)
-// and their Join streams cancelled, so roomsvc holds each slot for a resume through another
+// and the stream to roomsvc ends, so roomsvc holds each slot for a resume through another
 // gateway.
 func (g *Gateway) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
+	linkDone := make(chan struct{})
+	go func() {
+		defer close(linkDone)
+		g.link.run(linkCtx)
+	}()
+	defer func() { stopLink(); <-linkDone }()
 	edgeErr := make(chan error, 1)
 	if g.edge != nil {
 		go func() {
@@ -142,14 +156,21 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed: open the page from this site, or add its origin to ALLOWED_ORIGINS", http.StatusForbidden)
 		return
 	}
+	if !g.cap.acquire() {
+		g.in.reject(r.Context(), rejectFull)
+		refuseFull(w, r)
+		return
+	}
 	addr := clientAddr(r)
 	if !g.socks.acquire(addr) {
+		g.cap.release()
 		g.in.reject(r.Context(), rejectSockets)
 		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
 		return
 	}
 	if !g.serveSocket(w, r, addr) {
 		g.socks.release(addr)
+		g.cap.release()
 	}
 }
 
@@ -175,6 +196,7 @@ func (g *Gateway) serveSocket(w http.ResponseWriter, r *http.Request, addr strin
 	// the buffers it keeps for a handler in flight (about 8 KiB per idle socket, profiled).
 	go func() {
 		defer g.untrack(s)
+		defer g.cap.release()
 		defer g.socks.release(addr)
 		s.run()
 	}()

@@ -1,12 +1,9 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // codeTooManySockets is the code of the refusal of a socket over the cap.
@@ -15,7 +12,7 @@ const codeTooManySockets = "TOO_MANY_SOCKETS"
 // socketCap counts the open /ws sockets of each client address, from before the upgrade to
 // the end of the session. The join limit bounds how fast an address joins, and the join
 // timeout how long an idle socket lives, but neither bounds how many sockets one address
-// holds at once: each costs ~85 KiB and goroutines, joined ones for as long as they like.
+// holds at once: each costs memory and a goroutine, joined ones for as long as they like.
 type socketCap struct {
 	max int
 
@@ -60,29 +57,15 @@ type capError struct {
 }
 
 // refuseSockets answers an upgrade over the cap with an error frame and close 1013 (try again
-// later), so that a browser — which cannot read the status of a failed upgrade — can say what
-// happened (DESIGN.md §3: a clear error and a close code). The socket lives only for the close
-// handshake and holds no slot. retryAfterMs is the join timeout: slots free at no known time,
-// but by then every socket of the address that had not joined is gone.
+// later), so that a browser, which cannot read the status of a failed upgrade, can say what
+// happened. The socket holds no slot. retryAfterMs is the join timeout (capped at a minute):
+// slots free at no known time, but by then every socket of the address that had not joined is
+// gone.
 func refuseSockets(w http.ResponseWriter, r *http.Request, max int, joinTimeout time.Duration) {
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: true, // the Origin was checked by the caller
-		CompressionMode:    websocket.CompressionDisabled,
-	})
-	if err != nil {
-		return // Accept has written the HTTP error
-	}
 	text := "Too many open connections from your address (at most " + itoa(max) + "): close another tab or try again later"
-	retry := joinTimeout.Milliseconds()
-	frame := mustJSON(capError{
+	retry := min(joinTimeout, time.Minute).Milliseconds()
+	refuseUpgrade(w, r, capError{
 		Type: "error", Error: text, Code: codeTooManySockets, RetryAfterMs: retry,
 		Data: flutterErrorData{Reason: text, Code: codeTooManySockets, RetryAfterMs: retry},
-	})
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := conn.Write(ctx, websocket.MessageText, frame); err != nil {
-		_ = conn.CloseNow()
-		return
-	}
-	_ = conn.Close(websocket.StatusTryAgainLater, "too many sockets")
+	}, text)
 }

@@ -32,6 +32,10 @@ const (
 	rejectJoinTimeout = "join_timeout"
 	// rejectSockets: an upgrade refused because the address holds WS_MAX_SOCKETS_PER_ADDRESS.
 	rejectSockets = "sockets"
+	// rejectSlow: a socket disconnected because it did not read its events.
+	rejectSlow = "slow"
+	// rejectFull: an upgrade refused because the gateway holds as many sockets as it can.
+	rejectFull = "full"
 )
 
 // instruments are the gateway's tracer and metrics.
@@ -72,7 +76,7 @@ func newInstruments(tel platform.Telemetry) (*instruments, error) {
 	for _, t := range append([]string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume}, flutterClientTypes...) {
 		in.typeAttrs[t] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t)))
 	}
-	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid, rejectJoinTimeout, rejectSockets} {
+	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid, rejectJoinTimeout, rejectSockets, rejectSlow, rejectFull} {
 		in.rejectAttrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
 	}
 	return in, nil
