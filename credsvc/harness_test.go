@@ -101,11 +101,14 @@ func (e *env) start(mod func(*credsvc.Config)) *node {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	var once sync.Once
-	hc := platform.NewH2CClient()
+	// The transport is kept at hand: the client's own CloseIdleConnections does not reach it
+	// through the WholeMessages wrapper.
+	tr := platform.NewH2CTransport()
+	hc := &http.Client{Transport: platform.WholeMessages(tr)}
 	stop := func() {
 		once.Do(func() {
-			// An idle HTTP/2 connection would hold the graceful stop for the GOAWAY timeout (1 s).
-			hc.CloseIdleConnections()
+			// An idle HTTP/2 connection would hold the graceful stop for its idle grace (1 s).
+			tr.CloseIdleConnections()
 			cancel()
 			select {
 			case err := <-done:
