@@ -8,10 +8,10 @@ import (
 	"strings"
 )
 
-// DefaultDeny lists every range the relay refuses unless an operator allows it (DESIGN.md §5):
-// this-network, private, shared (CGNAT), loopback, link-local, documentation, benchmarking,
-// multicast, reserved, the cloud metadata address, and the IPv6 equivalents including every
-// transition prefix that can smuggle an IPv4 address.
+// DefaultDeny lists every range the relay refuses unless an operator allows it: this-network,
+// private, shared (CGNAT), loopback, link-local, documentation, benchmarking, multicast,
+// reserved, the cloud metadata address, and the IPv6 equivalents including every transition
+// prefix that can smuggle an IPv4 address. docs/turn.md ("Peer policy") lists what each is.
 var DefaultDeny = mustPrefixes(
 	// IPv4
 	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",

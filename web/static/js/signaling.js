@@ -10,7 +10,8 @@ const PING_EVERY_MS = 15000;
 const PONG_WITHIN_MS = 10000;
 // Messages held while resuming; a call set-up is ~30 messages, so this never drops real ones.
 const MAX_QUEUED = 200;
-// Messages that start a user action get a traceparent (DESIGN.md §6).
+// Messages that start a user action get a traceparent, so each action is one trace from the
+// browser through every service (docs/observability.md).
 const TRACED = new Set(['join-pin', 'resume', 'leave']);
 // Control messages go out at once; call messages wait until the session is confirmed.
 const CONTROL = new Set(['join-pin', 'resume', 'leave', 'ping']);
