@@ -174,40 +174,57 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		runners = append(runners, runner{"gateway", s.Run})
 	}
-	return runAll(ctx, runners)
+	return runAll(ctx, runners, log)
 }
 
-// runAll runs every runner until ctx ends or one of them stops, then stops them one at a
-// time in reverse start order: the gateway first, so it closes browser sockets with 1001 while
-// roomsvc still holds their slots for a resume, and credsvc last, so the revocations of members
-// who leave during the stop still land.
-func runAll(ctx context.Context, runners []runner) error {
+// runAll runs every runner until ctx ends or one of them stops, then stops the others one at
+// a time in reverse start order: the gateway first, so it closes browser sockets with 1001
+// while roomsvc still holds their slots for a resume, and credsvc last, so the revocations of
+// members who leave during the stop still land. A service that stops before ctx ends has
+// failed, even without an error: the others are drained as on SIGTERM and the error names it,
+// so that the process exits non-zero and a supervisor restarts it.
+func runAll(ctx context.Context, runners []runner, log *slog.Logger) error {
 	type running struct {
 		cancel context.CancelFunc
 		done   chan error
 	}
-	stopped := make(chan struct{}, len(runners))
+	type exit struct {
+		i   int
+		err error
+	}
+	exited := make(chan exit, len(runners))
 	all := make([]running, len(runners))
 	for i, r := range runners {
 		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		all[i] = running{cancel: cancel, done: make(chan error, 1)}
 		go func() {
 			err := r.run(rctx)
-			if err != nil {
-				err = fmt.Errorf("%s: %w", r.name, err)
-			}
 			all[i].done <- err
-			stopped <- struct{}{}
+			exited <- exit{i, err}
 		}()
 	}
+	failed := -1
+	var failure error
 	select {
 	case <-ctx.Done():
-	case <-stopped:
+	case e := <-exited:
+		failed, failure = e.i, e.err
+		if failure == nil {
+			failure = errors.New("stopped on its own")
+		}
+		log.Error("service failed; stopping all services", "service", runners[failed].name, "err", failure)
 	}
 	var errs []error
 	for i := len(all) - 1; i >= 0; i-- {
 		all[i].cancel()
-		errs = append(errs, <-all[i].done)
+		err := <-all[i].done
+		if i != failed && err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", runners[i].name, err))
+		}
+	}
+	if failed >= 0 {
+		// The failure first: it is why the process exits.
+		errs = append([]error{fmt.Errorf("service %s failed, all services stopped: %w", runners[failed].name, failure)}, errs...)
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -132,14 +133,15 @@ func TestTokensAreNotLogged(t *testing.T) {
 }
 
 // runAll stops services one at a time in reverse start order (the gateway before roomsvc,
-// credsvc last), and a service that fails stops the others.
+// credsvc last), and a service that fails, or stops on its own, stops the others and is named
+// first in the error.
 func TestRunAllStopOrder(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
-	record := func(name string, fail error) runner {
+	record := func(name string, stop func() error) runner {
 		return runner{name, func(ctx context.Context) error {
-			if fail != nil {
-				return fail
+			if stop != nil {
+				return stop()
 			}
 			<-ctx.Done()
 			time.Sleep(10 * time.Millisecond) // a later stop must wait for this one
@@ -149,21 +151,31 @@ func TestRunAllStopOrder(t *testing.T) {
 			return nil
 		}}
 	}
+	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	if err := runAll(ctx, []runner{record("credsvc", nil), record("roomsvc", nil), record("gateway", nil)}); err != nil {
+	if err := runAll(ctx, []runner{record("credsvc", nil), record("roomsvc", nil), record("gateway", nil)}, log); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(order, ","); got != "gateway,roomsvc,credsvc" {
 		t.Fatalf("stop order %s, want gateway,roomsvc,credsvc", got)
 	}
 
-	order = nil
-	err := runAll(context.Background(), []runner{record("credsvc", nil), record("turnsvc", errors.New("boom"))})
-	if err == nil || !strings.Contains(err.Error(), "turnsvc: boom") {
-		t.Fatalf("err %v, want turnsvc's failure", err)
-	}
-	if strings.Join(order, ",") != "credsvc" {
-		t.Fatalf("after a failure, stopped %v, want credsvc", order)
+	for _, c := range []struct {
+		name string
+		stop func() error
+		want string
+	}{
+		{"error", func() error { return errors.New("boom") }, "service turnsvc failed, all services stopped: boom"},
+		{"no error", func() error { return nil }, "service turnsvc failed, all services stopped: stopped on its own"},
+	} {
+		order = nil
+		err := runAll(context.Background(), []runner{record("credsvc", nil), record("turnsvc", c.stop), record("gateway", nil)}, log)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Fatalf("%s: err %v, want it to start with %q", c.name, err, c.want)
+		}
+		if got := strings.Join(order, ","); got != "gateway,credsvc" {
+			t.Fatalf("%s: after turnsvc stopped, stopped %s, want gateway,credsvc", c.name, got)
+		}
 	}
 }
