@@ -3,14 +3,160 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// buildTuturu builds this command once per test binary, for tests that run it as a process.
+var buildTuturu func() (string, error)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tuturu-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildTuturu = sync.OnceValues(func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		bin := filepath.Join(dir, "tuturu")
+		// The flags go test builds with, so the packages it compiled are reused.
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build: %w\n%s", err, out)
+		}
+		return bin, nil
+	})
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func tuturuBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildTuturu()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// lines is an io.Writer that keeps what is written to it as lines, for tests to await.
+type lines struct {
+	mu      sync.Mutex
+	all     []string
+	part    []byte
+	closed  bool
+	changed chan struct{} // closed and replaced on every change
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, p...)
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			break
+		}
+		l.all = append(l.all, string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
+	l.notify()
+	return len(p), nil
+}
+
+// close marks the end of the output: await stops waiting.
+func (l *lines) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.part) > 0 {
+		l.all = append(l.all, string(l.part))
+		l.part = nil
+	}
+	l.closed = true
+	l.notify()
+}
+
+func (l *lines) notify() {
+	if l.changed != nil {
+		close(l.changed)
+	}
+	l.changed = make(chan struct{})
+}
+
+func (l *lines) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.all)
+}
+
+func (l *lines) String() string { return strings.Join(l.snapshot(), "\n") }
+
+// await reports whether ok holds for the lines written before timeout, checking again on
+// every change; it stops early once the output is closed.
+func (l *lines) await(timeout time.Duration, ok func([]string) bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		done, closed, changed := ok(l.all), l.closed, l.changed
+		l.mu.Unlock()
+		if done || closed {
+			return done
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// logRecord is the part of a JSON log line the tests look at.
+type logRecord struct {
+	Msg, Server, Service, Err string
+}
+
+func records(ls []string) []logRecord {
+	var recs []logRecord
+	for _, l := range ls {
+		var r logRecord
+		if json.Unmarshal([]byte(l), &r) == nil {
+			recs = append(recs, r)
+		}
+	}
+	return recs
+}
+
+// servingAll reports whether every named server has logged that it is serving.
+func servingAll(names ...string) func([]string) bool {
+	return func(ls []string) bool {
+		n := 0
+		for _, r := range records(ls) {
+			if r.Msg == "serving" && slices.Contains(names, r.Server) {
+				n++
+			}
+		}
+		return n >= len(names)
+	}
+}
 
 func envFrom(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -116,10 +262,16 @@ func TestTokensAreNotLogged(t *testing.T) {
 	dir := t.TempDir()
 	env := envFrom(map[string]string{"DATA_DIR": dir, "ROOMSVC_ADDR": freeAddr(t), "INTERNAL_TOKEN": "internal-token-value-1234567890"})
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs bytes.Buffer
+	var logs lines
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"roomsvc"}, env, &bytes.Buffer{}, &logs) }()
-	time.Sleep(300 * time.Millisecond)
+	go func() {
+		err := run(ctx, []string{"roomsvc"}, env, &bytes.Buffer{}, &logs)
+		logs.close()
+		done <- err
+	}()
+	if !logs.await(15*time.Second, servingAll("roomsvc")) {
+		t.Errorf("roomsvc did not log that it serves:\n%s", logs.String())
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -177,5 +329,147 @@ func TestRunAllStopOrder(t *testing.T) {
 		if got := strings.Join(order, ","); got != "gateway,credsvc" {
 			t.Fatalf("%s: after turnsvc stopped, stopped %s, want gateway,credsvc", c.name, got)
 		}
+	}
+}
+
+// freePort returns a port free on 127.0.0.1 for both UDP and TCP, as TURN needs.
+func freePort(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return strconv.Itoa(port)
+		}
+	}
+	t.Fatal("no free UDP+TCP port")
+	return ""
+}
+
+// breakListener makes the TCP listener on 127.0.0.1:port of process pid fail for good, as
+// a listener the kernel tears down does: through a duplicate of the process's descriptor
+// (pidfd_getfd) it shuts the socket down, and the process's next accept fails with EINVAL,
+// which no server retries. Only the one socket of the one process is touched.
+func breakListener(t *testing.T, pid, port int) {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		t.Skipf("pidfd_open: %v: cannot reach the process's sockets here", err)
+	}
+	if err != nil {
+		t.Fatalf("pidfd_open: %v", err)
+	}
+	defer unix.Close(pidfd)
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		target, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, target, 0)
+		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+			t.Skipf("pidfd_getfd: %v: cannot reach the process's sockets here", err)
+		}
+		if err != nil {
+			continue // closed since the listing
+		}
+		sa, err := unix.Getsockname(fd)
+		listening, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if in4, ok := sa.(*unix.SockaddrInet4); err == nil && ok && listening == 1 &&
+			in4.Port == port && in4.Addr == [4]byte{127, 0, 0, 1} {
+			err := unix.Shutdown(fd, unix.SHUT_RD)
+			unix.Close(fd)
+			if err != nil {
+				t.Fatalf("shutdown of the listener on port %d: %v", port, err)
+			}
+			return
+		}
+		unix.Close(fd)
+	}
+	t.Fatalf("process %d has no TCP listener on 127.0.0.1:%d", pid, port)
+}
+
+// When one service of `tuturu all` fails while the others run (here roomsvc, whose listener
+// breaks), the others are drained as on SIGTERM, in reverse start order, and the process
+// exits non-zero with a message naming roomsvc, so that a supervisor restarts it.
+func TestAllExitsWhenAServiceFails(t *testing.T) {
+	bin := tuturuBinary(t)
+	room, cred := freeAddr(t), freeAddr(t)
+	_, p, _ := net.SplitHostPort(room)
+	roomPort, _ := strconv.Atoi(p)
+	cmd := exec.Command(bin, "all")
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"DATA_DIR=" + t.TempDir(),
+		"GATEWAY_ADDR=127.0.0.1:0",
+		"TURNSVC_ADDR=127.0.0.1:0",
+		"ROOMSVC_ADDR=" + room,
+		"ROOMSVC_URL=http://" + room,
+		"CREDSVC_ADDR=" + cred,
+		"CREDSVC_URL=http://" + cred,
+		"TURN_LISTEN_HOST=127.0.0.1",
+		"TURN_PORT=" + freePort(t),
+		"TURN_UDP_SOCKETS=1",
+	}
+	var out lines
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		out.close()
+		exited <- err
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	if !out.await(30*time.Second, servingAll("credsvc", "roomsvc", "turnsvc", "gateway")) {
+		t.Fatalf("tuturu all did not serve every service within 30s:\n%s", out.String())
+	}
+
+	breakListener(t, cmd.Process.Pid, roomPort)
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tuturu all still runs 30s after roomsvc failed:\n%s", out.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("tuturu all exited with %v, want a non-zero status:\n%s", err, out.String())
+	}
+	ls := out.snapshot()
+	if len(ls) == 0 || !strings.HasPrefix(ls[len(ls)-1], "tuturu: service roomsvc failed, all services stopped: ") {
+		t.Fatalf("the last line does not name roomsvc as the failed service:\n%s", out.String())
+	}
+	var failed, stopped []string
+	for _, r := range records(ls) {
+		switch r.Msg {
+		case "service failed; stopping all services":
+			failed = append(failed, r.Service)
+		case "stopped":
+			stopped = append(stopped, r.Server)
+		}
+	}
+	if !slices.Equal(failed, []string{"roomsvc"}) {
+		t.Errorf("failures logged for %v, want roomsvc", failed)
+	}
+	if !slices.Equal(stopped, []string{"gateway", "turnsvc", "credsvc"}) {
+		t.Errorf("graceful stops logged for %v, want gateway, turnsvc, credsvc in that order:\n%s", stopped, out.String())
 	}
 }
