@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,37 +20,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// buildTuturu builds this command once per test binary, for tests that run it as a process.
-var buildTuturu func() (string, error)
+// runMainEnv makes the test binary run main instead of the tests: tests start `tuturu` as a
+// process by running their own binary, which holds the same main, so nothing is built twice.
+const runMainEnv = "TUTURU_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tuturu-cmd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
 	}
-	buildTuturu = sync.OnceValues(func() (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		bin := filepath.Join(dir, "tuturu")
-		// The flags go test builds with, so the packages it compiled are reused.
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build: %w\n%s", err, out)
-		}
-		return bin, nil
-	})
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
-func tuturuBinary(t *testing.T) string {
+// tuturuCommand is `tuturu args...` as a process, with env as its whole environment.
+func tuturuCommand(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
-	bin, err := buildTuturu()
+	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bin
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string{runMainEnv + "=1"}, env...)
+	return cmd
 }
 
 // lines is an io.Writer that keeps what is written to it as lines, for tests to await.
@@ -402,12 +392,10 @@ func breakListener(t *testing.T, pid, port int) {
 // breaks), the others are drained as on SIGTERM, in reverse start order, and the process
 // exits non-zero with a message naming roomsvc, so that a supervisor restarts it.
 func TestAllExitsWhenAServiceFails(t *testing.T) {
-	bin := tuturuBinary(t)
 	room, cred := freeAddr(t), freeAddr(t)
 	_, p, _ := net.SplitHostPort(room)
 	roomPort, _ := strconv.Atoi(p)
-	cmd := exec.Command(bin, "all")
-	cmd.Env = []string{
+	cmd := tuturuCommand(t, []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),
 		"DATA_DIR=" + t.TempDir(),
@@ -420,7 +408,7 @@ func TestAllExitsWhenAServiceFails(t *testing.T) {
 		"TURN_LISTEN_HOST=127.0.0.1",
 		"TURN_PORT=" + freePort(t),
 		"TURN_UDP_SOCKETS=1",
-	}
+	}, "all")
 	var out lines
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
