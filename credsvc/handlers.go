@@ -25,14 +25,30 @@ const watchBatch = 256
 
 // Issue returns the ICE servers with a fresh TURN credential for one participant.
 func (s *Service) Issue(ctx context.Context, req *connect.Request[credv1.IssueRequest]) (*connect.Response[credv1.IssueResponse], error) {
-	participant := req.Msg.GetParticipantId()
+	res, err := s.issue(req.Msg, s.cfg.now())
+	span := trace.SpanFromContext(ctx)
+	// The participant id is recorded only once it has passed its checks.
+	participant := attribute.String("tuturu.participant.id", req.Msg.GetParticipantId())
+	switch {
+	case err == nil:
+		s.metrics.issued.Add(ctx, 1)
+		span.SetAttributes(participant, attribute.String("tuturu.outcome", "ok"))
+		return connect.NewResponse(res), nil
+	case connect.CodeOf(err) == connect.CodeFailedPrecondition:
+		span.SetAttributes(participant, attribute.String("tuturu.outcome", "revoked"))
+	}
+	return nil, err
+}
+
+// issue builds the credential for one request, as of now: what Issue returns, and each item of
+// IssueBatch. Its errors are Connect errors.
+func (s *Service) issue(req *credv1.IssueRequest, now time.Time) (*credv1.IssueResponse, error) {
+	participant := req.GetParticipantId()
 	if err := checkParticipant(participant); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	span := trace.SpanFromContext(ctx)
-	span.SetAttributes(attribute.String("tuturu.participant.id", participant))
 	ttl := s.cfg.TTL
-	if d := req.Msg.GetTtl(); d != nil {
+	if d := req.GetTtl(); d != nil {
 		if err := d.CheckValid(); err != nil {
 			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("ttl: %w", err))
 		}
@@ -42,9 +58,7 @@ func (s *Service) Issue(ctx context.Context, req *connect.Request[credv1.IssueRe
 		// Capped rather than refused: the caller gets the longest lifetime allowed and sees it in ttl.
 		ttl = min(ttl, s.cfg.MaxTTL)
 	}
-	now := s.cfg.now()
 	if rec, revoked := s.revs.participantRevoked(participant, now); revoked {
-		span.SetAttributes(attribute.String("tuturu.outcome", "revoked"))
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("participant %q is revoked until %s", participant, rec.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
@@ -59,16 +73,14 @@ func (s *Service) Issue(ctx context.Context, req *connect.Request[credv1.IssueRe
 		ice = append(ice, &credv1.IceServer{Urls: s.cfg.STUNServers})
 	}
 	ice = append(ice, &credv1.IceServer{Urls: turnURLs, Username: username, Credential: pass})
-	s.metrics.issued.Add(ctx, 1)
-	span.SetAttributes(attribute.String("tuturu.outcome", "ok"))
-	return connect.NewResponse(&credv1.IssueResponse{
+	return &credv1.IssueResponse{
 		IceServers: ice,
 		Username:   username,
 		Password:   pass,
 		ExpiresAt:  timestamppb.New(expiry),
 		Ttl:        durationpb.New(ttl),
 		TurnUrls:   turnURLs,
-	}), nil
+	}, nil
 }
 
 // turnURLs are the TURN URLs handed out: UDP and TCP on TurnPort, TLS on TurnsPort if set.
