@@ -207,6 +207,7 @@ func freeAddr(t *testing.T) string {
 
 // healthcheck exits 0 against a running service and fails clearly against a stopped one.
 func TestHealthcheck(t *testing.T) {
+	t.Parallel()
 	addr := freeAddr(t)
 	env := envFrom(map[string]string{"DATA_DIR": t.TempDir(), "ROOMSVC_ADDR": addr, "CREDSVC_URL": "http://" + freeAddr(t)})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -392,6 +393,7 @@ func breakListener(t *testing.T, pid, port int) {
 // breaks), the others are drained as on SIGTERM, in reverse start order, and the process
 // exits non-zero with a message naming roomsvc, so that a supervisor restarts it.
 func TestAllExitsWhenAServiceFails(t *testing.T) {
+	t.Parallel() // its services run in a process of their own
 	room, cred := freeAddr(t), freeAddr(t)
 	_, p, _ := net.SplitHostPort(room)
 	roomPort, _ := strconv.Atoi(p)
