@@ -35,6 +35,9 @@ type Config struct {
 	// JoinTimeout is how long a socket may stay open without a join (join-pin, resume or
 	// new): pings alone would keep it forever. It is then closed with JOIN_TIMEOUT and 1008.
 	JoinTimeout time.Duration
+	// SocketQueue bounds the events waiting to be written to one socket (SLOW_CONSUMER past
+	// it); 0 means 1024. Not a setting: tests lower it to reach the bound quickly.
+	SocketQueue int
 	// Flutter configures the Flutter dialect's lobby and /api/turn (flutter_config.go).
 	Flutter FlutterConfig
 	// Edge serves HTTPS on 443 (SNI-routed: app, TURN over TLS, cover page) when its DOMAIN
@@ -189,6 +192,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JoinTimeout <= 0 {
 		c.JoinTimeout = defaultJoinTimeout
+	}
+	if c.SocketQueue <= 0 {
+		c.SocketQueue = defaultSocketQueue
 	}
 	if c.RPCTimeout <= 0 {
 		c.RPCTimeout = 10 * time.Second

@@ -19,8 +19,9 @@ import (
 
 // Bounds of the link.
 const (
-	// linkBatchBytes keeps one batch of requests well under roomsvc's message limit.
-	linkBatchBytes = 4 << 20
+	// linkBatchBytes keeps one batch of requests well under roomsvc's message limit, and a
+	// burst of large signals from one socket in pieces the others' requests interleave with.
+	linkBatchBytes = 1 << 20
 	linkBackoffMin = 100 * time.Millisecond
 	linkBackoffMax = 2 * time.Second
 )

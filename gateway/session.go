@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -29,9 +30,9 @@ const (
 	stateLeft                // left (or was made to leave): no more relays either way
 )
 
-// socketQueueLimit bounds the events waiting to be written to one socket. A client this far
+// defaultSocketQueue bounds the events waiting to be written to one socket. A client this far
 // behind is not reading: it is told so and disconnected, and the others never wait for it.
-const socketQueueLimit = 1024
+const defaultSocketQueue = 1024
 
 // maxCloseReason is the longest close reason a close frame carries (RFC 6455: 125 bytes of
 // payload, 2 of them the status code).
@@ -140,7 +141,7 @@ func (s *session) run() {
 			s.becomeFlutter(ctx)
 		}
 		ok = s.d.handle(ctx, data)
-		putBuffer(buf) // handle has copied what it keeps
+		putBuffer(buf) // handle has copied what it keeps (sendSignal)
 		if !ok {
 			return
 		}
@@ -205,8 +206,10 @@ func (s *session) startEvents() {
 	s.outMu.Unlock()
 }
 
-// sendSignal forwards a signal to roomsvc under the current span's trace.
+// sendSignal forwards a signal to roomsvc under the current span's trace. The data is copied:
+// it points into the reader's frame buffer, which is reused before the link sends it.
 func (s *session) sendSignal(ctx context.Context, sig *roomv1.Signal) {
+	sig.Data = bytes.Clone(sig.Data)
 	// A stream that is down has told the session (lost), which closes the socket.
 	s.g.link.send(&roomv1.MemberRequest{SessionId: s.id, TraceContext: s.g.in.inject(ctx), Msg: &roomv1.MemberRequest_Signal{Signal: sig}})
 }
@@ -235,7 +238,7 @@ func (s *session) event(ev *roomv1.MemberEvent) {
 	if s.overflow {
 		return
 	}
-	if len(s.outbox) >= socketQueueLimit {
+	if len(s.outbox) >= s.g.cfg.SocketQueue {
 		s.overflow = true
 		s.outbox = nil
 		go s.tooSlow()
@@ -316,14 +319,14 @@ func (s *session) deliverTraced(ev *roomv1.MemberEvent, typ string, out []byte) 
 // again before the close handshake gives up.
 func (s *session) tooSlow() {
 	s.g.in.reject(context.Background(), rejectSlow)
-	s.log.Warn("socket is not reading its events; disconnecting it", "participant", s.participant, "queued", socketQueueLimit)
+	s.log.Warn("socket is not reading its events; disconnecting it", "participant", s.participant, "queued", s.g.cfg.SocketQueue)
 	if s.d.resumable() {
 		s.drop()
 	} else {
 		s.leave(context.Background(), roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST)
 	}
 	s.refuse(websocket.StatusPolicyViolation, wireError{
-		Text: "Too slow: " + itoa(socketQueueLimit) + " messages were waiting for this connection; reconnect",
+		Text: "Too slow: " + itoa(s.g.cfg.SocketQueue) + " messages were waiting for this connection; reconnect",
 		Code: codeSlowConsumer,
 	})
 }

@@ -51,3 +51,37 @@ func TestSocketCapBind(t *testing.T) {
 		t.Fatalf("0: error %v, want one naming WS_MAX_SOCKETS_PER_ADDRESS", err)
 	}
 }
+
+func TestTruncateUTF8KeepsWholeCharacters(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"Room 123456 is full", 123, "Room 123456 is full"},
+		{"abcdef", 3, "abc"},
+		{"aé", 2, "a"}, // é is two bytes: never cut in half
+		{"日本", 5, "日"},
+		{"", 0, ""},
+	} {
+		if got := truncateUTF8(c.in, c.n); got != c.want {
+			t.Errorf("truncateUTF8(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}
+
+func TestCapacityFromTheOpenFileLimit(t *testing.T) {
+	for limit, want := range map[int]int{256: 156, 20000: 19000, 1024: 924, 100: 1} {
+		if got := capacityFromLimit(limit); got != want {
+			t.Errorf("capacityFromLimit(%d) = %d, want %d", limit, got, want)
+		}
+	}
+	c := &capacity{max: 2}
+	if !c.acquire() || !c.acquire() || c.acquire() || !c.full() {
+		t.Fatal("a capacity of 2 did not fill at 2")
+	}
+	c.release()
+	if c.full() || !c.acquire() {
+		t.Fatal("a released slot was not free again")
+	}
+}

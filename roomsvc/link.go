@@ -1,6 +1,7 @@
 package roomsvc
 
 import (
+	"slices"
 	"sync"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
@@ -86,11 +87,27 @@ func (l *link) signal() {
 	}
 }
 
-// take hands the writer everything queued (spare, emptied, is reused) and forgets the
-// sessions that ended. send reports whether there is a batch to send even if it is empty.
+// batchBytes bounds one batch of events (roughly: signal payloads), so a burst of large
+// signals for one member is sent in pieces and the other members' events interleave.
+const batchBytes = 1 << 20
+
+// take hands the writer what is queued, at most batchBytes of it (spare, emptied, is reused),
+// and forgets the sessions that ended. send reports whether there is a batch to send even if
+// it is empty.
 func (l *link) take(spare []*roomv1.MemberEvent) (batch []*roomv1.MemberEvent, send bool) {
 	l.outMu.Lock()
-	batch, l.out = l.out, spare[:0]
+	n, size := 0, 0
+	for n < len(l.out) && (n == 0 || size < batchBytes) {
+		size += len(l.out[n].GetSignal().GetData()) + 64
+		n++
+	}
+	if n == len(l.out) {
+		batch, l.out = l.out, spare[:0]
+	} else {
+		batch = append(spare[:0], l.out[:n]...)
+		l.out = slices.Delete(l.out, 0, n) // shifts the rest down
+		l.signal()
+	}
 	send = len(batch) > 0 || l.ack
 	l.ack = false
 	ended := l.ended
