@@ -14,7 +14,7 @@ func TestTrackingListenerSurvivesEMFILE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newTrackingListener(&testnet.EMFILEListener{Listener: inner, N: 3}, &fence{})
+	l := newTrackingListener(&testnet.EMFILEListener{Listener: inner, N: 3}, newRegistry(newStats(), 1, 1, 1))
 	defer l.Close()
 	c, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {

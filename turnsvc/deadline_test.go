@@ -15,7 +15,7 @@ func TestTrackedConnDeadlines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := newTrackingListener(ln, &fence{})
+	tl := newTrackingListener(ln, newRegistry(newStats(), 1, 1, 1))
 	tl.firstRead, tl.idle = 100*time.Millisecond, 300*time.Millisecond
 	defer tl.Close()
 

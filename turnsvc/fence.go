@@ -78,14 +78,23 @@ func newFencedPacketConn(pc net.PacketConn, reg *registry) *fencedPacketConn {
 	return &fencedPacketConn{PacketConn: pc, udp: udp, f: &reg.fence, reg: reg, addrs: map[netip.AddrPort]*net.UDPAddr{}}
 }
 
+// WriteTo sends a message from pion; an error response may be replaced by one with its
+// ERROR-CODE (refusal.go).
 func (c *fencedPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	out := p
+	if isErrorResponse(p) {
+		out = c.reg.answerError(p, addr)
+	}
 	var n int
 	var err error
 	if u, ok := addr.(*net.UDPAddr); ok && c.udp != nil {
-		n, err = c.udp.WriteToUDPAddrPort(p, u.AddrPort())
+		n, err = c.udp.WriteToUDPAddrPort(out, u.AddrPort())
 	} else {
-		n, err = c.PacketConn.WriteTo(p, addr)
+		n, err = c.PacketConn.WriteTo(out, addr)
 	}
-	c.f.mark(p)
+	c.f.mark(out)
+	if err == nil {
+		n = len(p)
+	}
 	return n, err
 }

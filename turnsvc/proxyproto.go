@@ -27,7 +27,7 @@ func (s *Service) listenProxy() (*trackingListener, error) {
 			return nil, fmt.Errorf("TURN_PROXY_PROTOCOL_ADDR: listen on %s: %w", s.cfg.ProxyProtocolAddr, err)
 		}
 	}
-	return newTrackingListener(proxyproto.NewListener(ln, proxyHeaderTimeout, s.log), &s.reg.fence), nil
+	return newTrackingListener(proxyproto.NewListener(ln, proxyHeaderTimeout, s.log), s.reg), nil
 }
 
 // TURNProxyAddr is the PROXY-protocol TURN-over-TCP address, or nil when there is none.

@@ -41,6 +41,9 @@ type allocation struct {
 
 	reason atomic.Pointer[string]  // why turnsvc closed it; nil means the client or pion did
 	peers  map[netip.Addr]struct{} // peer IPs with a permission; under the registry lock
+	// refused is why the PermissionHandler refused the request being handled, until its error
+	// response goes out (refusal.go).
+	refused atomic.Pointer[refusal]
 
 	bytesTo, bytesFrom, pktsTo, pktsFrom atomic.Uint64
 }

@@ -43,6 +43,8 @@ type Service struct {
 	loops     []*fencedPacketConn
 	otherLoop *loopBudget
 	ipLimit   *clientLimits
+	// refusedPeers answers a peer over TURN_MAX_PERMISSIONS (refusal.go).
+	refusedPeers *refusal
 
 	// proxyLn is TURN over TCP with PROXY headers from the edge; nil when not configured.
 	proxyLn *trackingListener
@@ -71,6 +73,7 @@ func New(cfg Config) (*Service, error) {
 		ipLimit:   newClientLimits(),
 		otherLoop: newLoopBudget(cfg.AuthTimeout),
 	}
+	s.refusedPeers = refusedPeers(cfg.MaxPermissions)
 	s.reg = newRegistry(s.st, cfg.UserQuota, cfg.MaxAllocations, cfg.MaxPermissions)
 	s.reg.onReleased = s.released
 	s.reg.onGuarded = s.guarded
@@ -93,9 +96,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("turnsvc: %w", err)
 	}
 	s.lns = lns
-	s.tcp = newTrackingListener(lns.tcp, &s.reg.fence)
+	s.tcp = newTrackingListener(lns.tcp, s.reg)
 	if lns.tls != nil {
-		s.tlsLn = newTrackingListener(lns.tls, &s.reg.fence)
+		s.tlsLn = newTrackingListener(lns.tls, s.reg)
 	}
 
 	srv, err := platform.NewServer("turnsvc", cfg.Addr, cfg.Listener, s.log)
@@ -348,24 +351,29 @@ func (s *Service) quota(username, _ string, _ net.Addr) bool {
 	return true
 }
 
-// permit is pion's PermissionHandler, called for CreatePermission and ChannelBind.
+// permit is pion's PermissionHandler, called for CreatePermission and ChannelBind. Each refusal
+// is recorded for the error response that follows (refusal.go).
 func (s *Service) permit(src net.Addr, peer net.IP) bool {
 	ip, ok := netip.AddrFromSlice(peer)
 	if !ok {
 		s.st.peersDenied.Add(1)
+		s.reg.refuse(src, refusedPolicy)
 		return false
 	}
 	if neverRelayable(ip) {
 		s.st.peersDenied.Add(1)
+		s.reg.refuse(src, refusedGroup)
 		s.log.Debug("peer refused: multicast or broadcast", "client", src.String(), "peer", ip.String())
 		return false
 	}
 	if !s.set.policy.Allowed(ip) && !s.set.ownRelayIP(ip) {
 		s.st.peersDenied.Add(1)
+		s.reg.refuse(src, refusedPolicy)
 		s.log.Debug("peer refused by the peer policy", "client", src.String(), "peer", ip.String())
 		return false
 	}
 	if !s.reg.addPeer(src, ip.Unmap()) {
+		s.reg.refuse(src, s.refusedPeers)
 		s.log.Debug("peer refused: TURN_MAX_PERMISSIONS reached", "client", src.String(), "max", s.cfg.MaxPermissions)
 		return false
 	}
@@ -455,7 +463,7 @@ func addrString(a *net.TCPAddr) string {
 // per-connection read loops only end when their connection does.
 type trackingListener struct {
 	net.Listener
-	fence *fence
+	reg   *registry // its fence, and the error responses (refusal.go)
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	// firstRead bounds a new connection's silence (TLS handshake included): one that says
@@ -466,8 +474,8 @@ type trackingListener struct {
 	idle time.Duration
 }
 
-func newTrackingListener(l net.Listener, f *fence) *trackingListener {
-	return &trackingListener{Listener: l, fence: f, conns: map[net.Conn]struct{}{},
+func newTrackingListener(l net.Listener, reg *registry) *trackingListener {
+	return &trackingListener{Listener: l, reg: reg, conns: map[net.Conn]struct{}{},
 		firstRead: 10 * time.Second, idle: 15 * time.Minute}
 }
 
@@ -520,10 +528,18 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write marks the fence: pion's STUNConn writes one STUN message or ChannelData frame per call.
+// Write marks the fence and gives error responses their ERROR-CODE (refusal.go): pion's
+// STUNConn writes one STUN message or ChannelData frame per call.
 func (c *trackedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.l.fence.mark(p)
+	out := p
+	if isErrorResponse(p) {
+		out = c.l.reg.answerError(p, c.RemoteAddr())
+	}
+	n, err := c.Conn.Write(out)
+	c.l.reg.fence.mark(out)
+	if err == nil {
+		n = len(p)
+	}
 	return n, err
 }
 
