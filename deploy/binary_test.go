@@ -19,12 +19,9 @@ import (
 	"github.com/tuturu/tuturu/internal/platform"
 )
 
-var (
-	binDir    string
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// tuturuBuild builds cmd/tuturu once per test binary; TestMain sets it up and removes the
+// binary's directory afterwards.
+var tuturuBuild func() (string, error)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tuturu-deploy-test-")
@@ -32,30 +29,39 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binDir = dir
+	tuturuBuild = sync.OnceValues(func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		bin := filepath.Join(dir, "tuturu")
+		// Not the Dockerfile's -trimpath and CGO_ENABLED=0: those change the file paths
+		// recorded in the binary and the libc-backed lookups (resolver, os/user), which no test
+		// here looks at (every address is a loopback IP), and either flag makes go build
+		// compile every dependency again (~100 s on two cores) instead of reusing what go test
+		// and go build already compiled. The Dockerfile's flags are checked in TestDockerfile.
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/tuturu")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build ./cmd/tuturu: %w\n%s", err, out)
+		}
+		return bin, nil
+	})
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// tuturuBinary builds the binary the image ships, once per test run.
+// tuturuBinary is the path of the tuturu binary, built on first use.
 func tuturuBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		binPath = filepath.Join(binDir, "tuturu")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binPath, "../cmd/tuturu")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/tuturu: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin, err := tuturuBuild()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return bin
 }
+
+// prebuild starts the build in the background, so that a test can wait for its turn to run
+// in parallel (t.Parallel) while the serial tests run and the binary builds.
+func prebuild() { go func() { _, _ = tuturuBuild() }() }
 
 // baseEnv is the environment a test gives the binary: nothing of this process's OTEL_* or
 // service variables, only what a container would have besides compose's environment.
@@ -69,6 +75,8 @@ var helpEnv = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)\)`)
 // variable it sets on a service is one that service's target reads (per `tuturu <target> -h`),
 // apart from the OTEL_* ones, which the OpenTelemetry setup reads.
 func TestComposeEnvironmentIsRead(t *testing.T) {
+	prebuild()
+	t.Parallel()
 	bin := tuturuBinary(t)
 	p := loadCompose(t, nil)
 	for _, s := range tuturuServices(p) {
@@ -100,6 +108,8 @@ func TestComposeEnvironmentIsRead(t *testing.T) {
 // (with the address of a real server) and checks that it passes while the server is serving
 // and fails once it is gone.
 func TestComposeHealthcheckCommand(t *testing.T) {
+	prebuild()
+	t.Parallel()
 	bin := tuturuBinary(t)
 	p := loadCompose(t, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // instruction is one Dockerfile instruction with its continuation lines joined.
@@ -195,13 +197,16 @@ func TestDockerfile(t *testing.T) {
 // TestDockerignore checks that the build context keeps every file `go build ./cmd/tuturu`
 // reads (Go sources, embedded files, go.mod/go.sum) and drops what must not be in it.
 func TestDockerignore(t *testing.T) {
+	t.Parallel()
 	patterns := readDockerignore(t)
 	for _, p := range []string{".git/config", "data/admin.token", "bin/tuturu", "compose.yaml"} {
 		if !ignored(patterns, p) {
 			t.Errorf(".dockerignore keeps %s in the build context", p)
 		}
 	}
-	out, err := exec.Command("go", "list", "-deps",
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "list", "-deps",
 		"-f", `{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}{{end}}`,
 		"../cmd/tuturu").Output()
 	if err != nil {

@@ -239,6 +239,8 @@ func freePort(t *testing.T) string {
 // that a join through the gateway works, and that every service exports its traces and
 // metrics to the collector under its own name, with the join as one trace across services.
 func TestComposeStackWithoutDocker(t *testing.T) {
+	prebuild()
+	t.Parallel()
 	bin := tuturuBinary(t)
 	p := loadCompose(t, nil)
 	col := newCollector(t)
