@@ -252,7 +252,7 @@ func TestBrowserForceRelay(t *testing.T) {
 
 // TestBrowserCredentialsDown: without credsvc the join fails clearly and leaves no member.
 func TestBrowserCredentialsDown(t *testing.T) {
-	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.CredsvcURL = "http://127.0.0.1:1" }})
+	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.CredsvcURL = "http://127.0.0.1:1" }})
 	pin := nextPIN()
 	a := dialWS(t, s, "a", nil)
 	a.send(`{"type":"join-pin","pin":"` + pin + `"}`)

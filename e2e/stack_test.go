@@ -100,25 +100,35 @@ func startStack(t *testing.T, opt stackOptions) *stack {
 		opt.Turnsvc(&turn)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 4)
-	var started int
-	start := func(name string, run func(context.Context) error) {
-		started++
-		go func() { done <- run(ctx) }()
+	// Services stop in the order `tuturu all` stops them: the gateway, then roomsvc (whose
+	// departures must still reach credsvc), then credsvc and turnsvc.
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	var tiers [3][]running
+	start := func(tier int, name string, run func(context.Context) error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := running{cancel: cancel, done: make(chan error, 1)}
+		tiers[tier] = append(tiers[tier], r)
+		go func() { r.done <- run(ctx) }()
 	}
 	t.Cleanup(func() {
-		cancel()
 		timeout := time.After(15 * time.Second)
-		for range started {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("service stopped with error: %v", err)
+		for _, tier := range tiers {
+			for _, r := range tier {
+				r.cancel()
+			}
+			for _, r := range tier {
+				select {
+				case err := <-r.done:
+					if err != nil {
+						t.Errorf("service stopped with error: %v", err)
+					}
+				case <-timeout:
+					t.Errorf("services did not stop within 15s")
+					return
 				}
-			case <-timeout:
-				t.Errorf("services did not stop within 15s")
-				return
 			}
 		}
 	})
@@ -135,18 +145,18 @@ func startStack(t *testing.T, opt stackOptions) *stack {
 	if err != nil {
 		t.Fatalf("credsvc: %v", err)
 	}
-	start("credsvc", cs.Run)
-	start("turnsvc", ts.Run)
+	start(2, "credsvc", cs.Run)
+	start(2, "turnsvc", ts.Run)
 	rs, err := roomsvc.New(room)
 	if err != nil {
 		t.Fatalf("roomsvc: %v", err)
 	}
-	start("roomsvc", rs.Run)
+	start(1, "roomsvc", rs.Run)
 	g, err := gateway.New(gw)
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
-	start("gateway", g.Run)
+	start(0, "gateway", g.Run)
 	return s
 }
 

@@ -24,6 +24,8 @@ const (
 	linkBatchBytes = 1 << 20
 	linkBackoffMin = 100 * time.Millisecond
 	linkBackoffMax = 2 * time.Second
+	// linkDrain bounds the wait, on stop, for roomsvc to take the last requests.
+	linkDrain = 5 * time.Second
 )
 
 var (
@@ -97,10 +99,14 @@ func (l *roomLink) run(ctx context.Context) {
 	}
 }
 
-// serve runs one stream until it breaks; wasUp says whether roomsvc answered its hello.
+// serve runs one stream until it breaks or ctx ends; wasUp says whether roomsvc answered its
+// hello. When ctx ends, what is queued (the leaves and detaches of the sockets the gateway
+// just closed) is sent before the stream is closed, within linkDrain.
 func (l *roomLink) serve(ctx context.Context) (wasUp bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(linkDrain, cancel) })
+	defer stop()
 	stream := l.client.Sessions(sctx)
 	if err := stream.Send(&roomv1.SessionsRequest{}); err != nil {
 		_, rerr := stream.Receive()
@@ -113,8 +119,8 @@ func (l *roomLink) serve(ctx context.Context) (wasUp bool, err error) {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		l.write(sctx, stream.Send)
-		_ = stream.CloseRequest()
+		l.write(ctx, sctx, stream.Send)
+		_ = stream.CloseRequest() // roomsvc ends the stream once it has read everything
 	}()
 	for {
 		res, rerr := stream.Receive()
@@ -157,12 +163,16 @@ func (l *roomLink) setUp(up bool) {
 	}
 }
 
-// write sends queued requests in batches until ctx ends or a send fails.
-func (l *roomLink) write(ctx context.Context, send func(*roomv1.SessionsRequest) error) {
+// write sends queued requests in batches until a send fails, the stream ends (streamCtx), or
+// ctx ends, and then it sends what is still queued.
+func (l *roomLink) write(ctx, streamCtx context.Context, send func(*roomv1.SessionsRequest) error) {
 	for {
+		stopping := false
 		select {
-		case <-ctx.Done():
+		case <-streamCtx.Done():
 			return
+		case <-ctx.Done():
+			stopping = true
 		case <-l.wake:
 		}
 		for {
@@ -173,6 +183,9 @@ func (l *roomLink) write(ctx context.Context, send func(*roomv1.SessionsRequest)
 			if err := send(&roomv1.SessionsRequest{Requests: batch}); err != nil {
 				return // the reader sees the break
 			}
+		}
+		if stopping {
+			return
 		}
 	}
 }
