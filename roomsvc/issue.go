@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
@@ -17,13 +18,29 @@ import (
 // Credential issuing: every enter and resume needs TURN credentials before the member exists.
 // Requests are queued and sent to credsvc in IssueBatch calls by a few workers: whatever is
 // queued when a worker is free goes in its next call, so nothing waits for a batch to fill.
+//
+// An enter's participant id is new, so its credentials can be issued ahead: once joins come
+// in, the issuer keeps a small pool of fresh ids with credentials, refilled in one call when it
+// runs low, and an enter takes one without a round trip to credsvc. Pooled credentials never
+// handed out are dropped after poolFresh; they were never given to anyone and just expire.
 const (
 	issueWorkers  = 4
 	issueMaxBatch = 512
 	issueTimeout  = 5 * time.Second
 	issueAttempts = 2
 	issueBackoff  = 100 * time.Millisecond
+
+	poolSize  = 64
+	poolLow   = 16
+	poolFresh = time.Minute
 )
+
+// pooled is a participant id with credentials issued for it ahead of an enter.
+type pooled struct {
+	id    string
+	creds *credv1.IssueResponse
+	at    time.Time
+}
 
 type issueItem struct {
 	ctx         context.Context // carries the span of the enter or resume
@@ -35,13 +52,73 @@ type issueItem struct {
 type issuer struct {
 	client credv1connect.CredentialServiceClient
 
-	mu    sync.Mutex
-	queue []issueItem
-	wake  chan struct{}
+	mu        sync.Mutex
+	queue     []issueItem
+	pool      []pooled
+	refilling bool // a refill is queued or in flight
+	wake      chan struct{}
 }
 
 func newIssuer(client credv1connect.CredentialServiceClient) *issuer {
 	return &issuer{client: client, wake: make(chan struct{}, issueWorkers)}
+}
+
+// issueNew finds credentials for a new participant: from the pool at once, on the caller's
+// goroutine, or else through a queued request (and the pool is refilled).
+func (is *issuer) issueNew(ctx context.Context, done func(id string, creds *credv1.IssueResponse, err error)) {
+	now := time.Now()
+	is.mu.Lock()
+	for len(is.pool) > 0 && now.Sub(is.pool[0].at) > poolFresh {
+		is.pool = is.pool[1:]
+	}
+	var p pooled
+	if len(is.pool) > 0 {
+		p = is.pool[0]
+		is.pool = is.pool[1:]
+	}
+	refill := len(is.pool) < poolLow && !is.refilling
+	if refill {
+		is.refilling = true
+	}
+	is.mu.Unlock()
+	if refill {
+		is.refill()
+	}
+	if p.creds != nil {
+		// The lifetime left is what the client must plan with.
+		p.creds.Ttl = durationpb.New(time.Until(p.creds.GetExpiresAt().AsTime()).Truncate(time.Second))
+		done(p.id, p.creds, nil)
+		return
+	}
+	id := newParticipantID()
+	is.issue(ctx, id, func(creds *credv1.IssueResponse, err error) { done(id, creds, err) })
+}
+
+// refill queues requests for a pool's worth of new participants.
+func (is *issuer) refill() {
+	is.mu.Lock()
+	n := poolSize - len(is.pool)
+	is.mu.Unlock()
+	var left sync.WaitGroup
+	left.Add(n)
+	for range n {
+		id := newParticipantID()
+		is.issue(context.Background(), id, func(creds *credv1.IssueResponse, err error) {
+			defer left.Done()
+			if err != nil {
+				return
+			}
+			is.mu.Lock()
+			is.pool = append(is.pool, pooled{id: id, creds: creds, at: time.Now()})
+			is.mu.Unlock()
+		})
+	}
+	go func() {
+		left.Wait()
+		is.mu.Lock()
+		is.refilling = false
+		is.mu.Unlock()
+	}()
 }
 
 // issue queues a request; done is called once, on a worker goroutine.

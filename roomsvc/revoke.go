@@ -16,9 +16,12 @@ import (
 // Revocation: a departed member's TURN credentials must stop working. Departures queue in
 // memory, without bound (a participant id is a few dozen bytes) and are never dropped: a
 // worker sends whatever is queued as one RevokeBatch, which credsvc stores in one transaction,
-// and retries a failed call until it lands.
+// and retries a failed call until it lands. The worker lets departures gather for revokeLinger
+// first: each transaction costs credsvc an fsync, and a credential that works a few more
+// milliseconds after its member left gives nobody anything.
 const (
 	revokeMaxBatch   = 1024
+	revokeLinger     = 20 * time.Millisecond
 	revokeTimeout    = 5 * time.Second
 	revokeBackoffMin = 100 * time.Millisecond
 	revokeBackoffMax = 5 * time.Second
@@ -92,6 +95,10 @@ func (r *revoker) run(stop <-chan struct{}, drain time.Duration) {
 	for {
 		select {
 		case <-r.wake:
+			select {
+			case <-time.After(revokeLinger):
+			case <-stop:
+			}
 		case <-stop:
 		}
 		for {

@@ -177,8 +177,8 @@ func (s *Service) dispatch(l *link, r *roomv1.MemberRequest) {
 	}
 }
 
-// enter starts a session's entry: the room is checked, credentials are issued for a new
-// participant, and then the hub makes it a member.
+// enter starts a session's entry: the room is checked, credentials are found for a new
+// participant (pooled, or issued now), and then the hub makes it a member.
 func (s *Service) enter(l *link, r *roomv1.MemberRequest, e *roomv1.Enter) {
 	sess, fresh := l.open(r.SessionId)
 	if sess == nil {
@@ -194,8 +194,7 @@ func (s *Service) enter(l *link, r *roomv1.MemberRequest, e *roomv1.Enter) {
 		s.refuse(l, sess, span, rej)
 		return
 	}
-	id := newParticipantID()
-	s.issuer.issue(trace.ContextWithSpan(context.Background(), span), id, func(creds *credv1.IssueResponse, err error) {
+	s.issuer.issueNew(trace.ContextWithSpan(context.Background(), span), func(id string, creds *credv1.IssueResponse, err error) {
 		if err != nil {
 			s.meters.join(errNoCredentials.outcome)
 			s.refuse(l, sess, span, errNoCredentials)
