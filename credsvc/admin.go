@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -57,11 +59,15 @@ func (s *Service) ListRevocations(_ context.Context, _ *connect.Request[credv1.L
 
 // RevokeParticipant revokes every credential of a participant; watchers hear of it at once.
 func (s *Service) RevokeParticipant(ctx context.Context, req *connect.Request[credv1.RevokeParticipantRequest]) (*connect.Response[credv1.RevokeParticipantResponse], error) {
-	rev, err := s.revokeParticipant(ctx, req.Msg.GetParticipantId(), req.Msg.GetReason(), "admin")
+	p, err := s.participantRevocation(req.Msg.GetParticipantId(), req.Msg.GetReason(), "admin", s.cfg.now())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&credv1.RevokeParticipantResponse{Revocation: rev}), nil
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", p.participant))
+	if err := s.storeRevocations(ctx, []*revocationPut{p}); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&credv1.RevokeParticipantResponse{Revocation: p.pb}), nil
 }
 
 // secretInfo describes a secret without the secret; nil for an empty record.

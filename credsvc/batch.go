@@ -12,8 +12,8 @@ import (
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 )
 
-// maxBatchItems bounds the requests of one batch call, so that one call cannot hold a handler
-// for long.
+// maxBatchItems bounds the requests of one IssueBatch or RevokeBatch, so that one call cannot
+// hold a handler (or one revocation transaction) for long.
 const maxBatchItems = 1024
 
 // checkBatch refuses an oversized batch as a whole.
@@ -58,4 +58,37 @@ func (s *Service) IssueBatch(ctx context.Context, req *connect.Request[credv1.Is
 		attribute.Int("tuturu.batch.items", len(items)),
 		attribute.Int("tuturu.batch.refused", len(items)-issued))
 	return connect.NewResponse(&credv1.IssueBatchResponse{Results: results}), nil
+}
+
+// RevokeBatch stores the well-formed items, each as Revoke would, in one transaction; a
+// malformed item gets its own error and does not hold back the others. When the write fails
+// the whole call fails, so that a caller holding a response may forget every item.
+func (s *Service) RevokeBatch(ctx context.Context, req *connect.Request[credv1.RevokeBatchRequest]) (*connect.Response[credv1.RevokeBatchResponse], error) {
+	items := req.Msg.GetRequests()
+	if err := checkBatch(len(items)); err != nil {
+		return nil, err
+	}
+	now := s.cfg.now()
+	results := make([]*credv1.RevokeResult, len(items))
+	puts := make([]*revocationPut, 0, len(items))
+	at := make([]int, 0, len(items)) // the item index of each put
+	for i, item := range items {
+		p, err := s.revocation(item, now)
+		if err != nil {
+			results[i] = &credv1.RevokeResult{Result: &credv1.RevokeResult_Error{Error: itemError(err)}}
+			continue
+		}
+		puts = append(puts, p)
+		at = append(at, i)
+	}
+	trace.SpanFromContext(ctx).SetAttributes(
+		attribute.Int("tuturu.batch.items", len(items)),
+		attribute.Int("tuturu.batch.refused", len(items)-len(puts)))
+	if err := s.storeRevocations(ctx, puts); err != nil {
+		return nil, err
+	}
+	for j, p := range puts {
+		results[at[j]] = &credv1.RevokeResult{Result: &credv1.RevokeResult_Revocation{Revocation: p.pb}}
+	}
+	return connect.NewResponse(&credv1.RevokeBatchResponse{Results: results}), nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -158,25 +160,31 @@ func verdictLabel(v credv1.Verdict) string {
 // Revoke refuses a username, or every credential of a participant, until they would have
 // expired anyway.
 func (s *Service) Revoke(ctx context.Context, req *connect.Request[credv1.RevokeRequest]) (*connect.Response[credv1.RevokeResponse], error) {
-	var (
-		rev *credv1.Revocation
-		err error
-	)
-	switch t := req.Msg.GetTarget().(type) {
-	case *credv1.RevokeRequest_Username:
-		rev, err = s.revokeUsername(ctx, t.Username, req.Msg.GetReason())
-	case *credv1.RevokeRequest_ParticipantId:
-		rev, err = s.revokeParticipant(ctx, t.ParticipantId, req.Msg.GetReason(), "unspecified")
-	default:
-		err = connect.NewError(connect.CodeInvalidArgument, errors.New("revoke needs a username or a participant_id"))
-	}
+	p, err := s.revocation(req.Msg, s.cfg.now())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&credv1.RevokeResponse{Revocation: rev}), nil
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", p.participant))
+	if err := s.storeRevocations(ctx, []*revocationPut{p}); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&credv1.RevokeResponse{Revocation: p.pb}), nil
 }
 
-func (s *Service) revokeUsername(ctx context.Context, username, reason string) (*credv1.Revocation, error) {
+// revocation checks one RevokeRequest and builds the revocation it asks for, as of now: what
+// Revoke stores, and each item of RevokeBatch. Its errors are InvalidArgument.
+func (s *Service) revocation(req *credv1.RevokeRequest, now time.Time) (*revocationPut, error) {
+	switch t := req.GetTarget().(type) {
+	case *credv1.RevokeRequest_Username:
+		return usernameRevocation(t.Username, req.GetReason(), now)
+	case *credv1.RevokeRequest_ParticipantId:
+		return s.participantRevocation(t.ParticipantId, req.GetReason(), "unspecified", now)
+	}
+	return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("revoke needs a username or a participant_id"))
+}
+
+// usernameRevocation refuses one username until its own expiry.
+func usernameRevocation(username, reason string, now time.Time) (*revocationPut, error) {
 	c, err := parseUsername(username)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("username: %w", err))
@@ -184,20 +192,15 @@ func (s *Service) revokeUsername(ctx context.Context, username, reason string) (
 	if reason, err = checkReason(reason, "unspecified"); err != nil {
 		return nil, err
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", c.Participant))
-	rec := revocationRecord{RevokedAt: s.cfg.now(), ExpiresAt: c.Expiry, Reason: reason}
-	rev, err := s.revs.add(prefixUsername+username, rec)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
-	}
-	s.metrics.revoked(ctx, reason)
-	// The username is not secret, but it is a credential half: log whose it was, not it.
-	s.log.InfoContext(ctx, "credential revoked", "participant", c.Participant, "reason", reason,
-		"until", rev.GetExpiresAt().AsTime())
-	return rev, nil
+	return &revocationPut{
+		key:         prefixUsername + username,
+		rec:         revocationRecord{RevokedAt: now, ExpiresAt: c.Expiry, Reason: reason},
+		participant: c.Participant,
+	}, nil
 }
 
-func (s *Service) revokeParticipant(ctx context.Context, participant, reason, defaultReason string) (*credv1.Revocation, error) {
+// participantRevocation refuses every credential of a participant.
+func (s *Service) participantRevocation(participant, reason, defaultReason string, now time.Time) (*revocationPut, error) {
 	if err := checkParticipant(participant); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
@@ -205,18 +208,31 @@ func (s *Service) revokeParticipant(ctx context.Context, participant, reason, de
 	if err != nil {
 		return nil, err
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tuturu.participant.id", participant))
-	now := s.cfg.now()
-	// Every credential the participant holds expires within MaxTTL of now.
-	rec := revocationRecord{RevokedAt: now, ExpiresAt: now.Add(s.cfg.MaxTTL), Reason: reason}
-	rev, err := s.revs.add(prefixParticipant+participant, rec)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
+	return &revocationPut{
+		key: prefixParticipant + participant,
+		// Every credential the participant holds expires within MaxTTL of now.
+		rec:         revocationRecord{RevokedAt: now, ExpiresAt: now.Add(s.cfg.MaxTTL), Reason: reason},
+		participant: participant,
+	}, nil
+}
+
+// storeRevocations writes checked revocations in one transaction, announces them to the
+// watchers, and counts and logs each. On an error (Internal) none was stored.
+func (s *Service) storeRevocations(ctx context.Context, puts []*revocationPut) error {
+	if err := s.revs.add(puts); err != nil {
+		return connect.NewError(connect.CodeInternal, fmt.Errorf("revoke: %w", err))
 	}
-	s.metrics.revoked(ctx, reason)
-	s.log.InfoContext(ctx, "participant revoked", "participant", participant, "reason", reason,
-		"until", rev.GetExpiresAt().AsTime())
-	return rev, nil
+	for _, p := range puts {
+		s.metrics.revoked(ctx, p.rec.Reason)
+		what := "participant revoked"
+		if strings.HasPrefix(p.key, prefixUsername) {
+			// The username is not secret, but it is a credential half: log whose it was, not it.
+			what = "credential revoked"
+		}
+		s.log.InfoContext(ctx, what, "participant", p.participant, "reason", p.rec.Reason,
+			"until", p.pb.GetExpiresAt().AsTime())
+	}
+	return nil
 }
 
 func checkReason(reason, def string) (string, error) {
@@ -246,19 +262,24 @@ func (s *Service) WatchRevocations(ctx context.Context, _ *connect.Request[credv
 			return ctx.Err()
 		case <-w.done:
 			return w.err
-		case rev := <-w.ch:
-			batch := []*credv1.Revocation{rev}
-		drain: // a burst goes out in one message
+		case revs := <-w.ch:
+			// Copied: the published slices are shared with the other watchers.
+			batch := slices.Clone(revs)
+		drain: // a burst goes out in as few messages as it takes
 			for len(batch) < watchBatch {
 				select {
-				case rev := <-w.ch:
-					batch = append(batch, rev)
+				case revs := <-w.ch:
+					batch = append(batch, revs...)
 				default:
 					break drain
 				}
 			}
-			if err := stream.Send(&credv1.WatchRevocationsResponse{Revocations: batch}); err != nil {
-				return err
+			for len(batch) > 0 {
+				n := min(len(batch), watchBatch)
+				if err := stream.Send(&credv1.WatchRevocationsResponse{Revocations: batch[:n]}); err != nil {
+					return err
+				}
+				batch = batch[n:]
 			}
 		}
 	}

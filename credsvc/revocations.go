@@ -20,9 +20,11 @@ const (
 	prefixParticipant = "p:"
 )
 
-// watcherBuffer is how many revocations a watcher may lag behind before it is cut off (it then
-// reconnects and gets a fresh snapshot, so nothing is lost silently).
-const watcherBuffer = 1024
+// defaultWatcherBuffer is how many commits (each one transaction's revocations: a lone
+// Revoke, a RevokeBatch, or a group of them) a watcher may lag behind before it is cut off (it
+// then reconnects and gets a fresh snapshot, so nothing is lost silently). Counting commits
+// rather than revocations keeps a full RevokeBatch from cutting off a watcher that is keeping up.
+const defaultWatcherBuffer = 1024
 
 var (
 	errStopping = connect.NewError(connect.CodeUnavailable, errors.New("credsvc is stopping; reconnect to another instance or retry"))
@@ -35,9 +37,9 @@ type revocations struct {
 	store *store
 	// wmu serialises writers, so that a slow disk write never holds mu (which Validate reads).
 	wmu sync.Mutex
-	// qmu guards the revocations waiting to be written and whether a writer is writing them.
+	// qmu guards the groups waiting to be written and whether a writer is writing them.
 	qmu     sync.Mutex
-	queue   []*revocationPut
+	queue   []*putGroup
 	leading bool
 	commits atomic.Int64 // transactions written by add, for tests
 	// lastCommit is when the last group was written (guarded by qmu).
@@ -45,6 +47,8 @@ type revocations struct {
 	// groupWindow is how long a writer waits for company under steady load (a field so
 	// that tests of one-by-one writes can turn it off).
 	groupWindow time.Duration
+	// watcherBuffer is defaultWatcherBuffer (a field so that tests can fill it quickly).
+	watcherBuffer int
 
 	mu       sync.RWMutex
 	m        map[string]revocationRecord
@@ -54,13 +58,16 @@ type revocations struct {
 
 // watcher is one WatchRevocations stream.
 type watcher struct {
-	ch   chan *credv1.Revocation
+	// ch carries the revocations of one commit per entry; the slices are shared by every
+	// watcher and must not be modified.
+	ch   chan []*credv1.Revocation
 	done chan struct{} // closed when the stream must end, with err saying why
 	err  error
 }
 
 func newRevocations(st *store, loaded map[string]revocationRecord) *revocations {
-	return &revocations{store: st, m: loaded, watchers: map[*watcher]struct{}{}, groupWindow: defaultGroupWindow}
+	return &revocations{store: st, m: loaded, watchers: map[*watcher]struct{}{},
+		groupWindow: defaultGroupWindow, watcherBuffer: defaultWatcherBuffer}
 }
 
 // revoked reports whether a credential is covered by a revocation in force at now.
@@ -93,31 +100,44 @@ const (
 	busyWithin         = 20 * time.Millisecond
 )
 
-// revocationPut is one revocation waiting for the next group commit.
+// revocationPut is one revocation to store.
 type revocationPut struct {
-	key  string
-	rec  revocationRecord
-	done chan struct{} // closed once stored (or failed): pb or err is set
-	pb   *credv1.Revocation
+	key string
+	rec revocationRecord
+	// participant is whom it concerns, for logs.
+	participant string
+	// pb is what is in force once stored.
+	pb *credv1.Revocation
+}
+
+// putGroup is one caller's revocations waiting for the next group commit; they are written in
+// the same transaction.
+type putGroup struct {
+	puts []*revocationPut
+	done chan struct{} // closed once stored (each pb set) or failed (err set)
 	err  error
 }
 
-// add stores a revocation (extending one already in force to the later expiry), then tells
-// every watcher. It returns what is now in force, once it is on disk.
+// add stores revocations in one transaction (extending any already in force to the later
+// expiry), then tells every watcher. Once it returns nil, each put's pb is what is now in force,
+// on disk; on an error nothing was stored.
 //
 // Writers group-commit: the first writer to find no commit running becomes the leader and
-// writes everything queued in one transaction (one fsync), again and again until the queue is
-// empty; the others wait for their entry. A lone revocation is one transaction, at once; under
+// writes every queued group in one transaction (one fsync), again and again until the queue is
+// empty; the others wait for their group. A lone caller is one transaction, at once; under
 // steady load (roomsvc revokes every departing member) one fsync covers every revocation that
 // arrived during the previous one and the group window.
-func (r *revocations) add(key string, rec revocationRecord) (*credv1.Revocation, error) {
-	p := &revocationPut{key: key, rec: rec, done: make(chan struct{})}
+func (r *revocations) add(puts []*revocationPut) error {
+	if len(puts) == 0 {
+		return nil
+	}
+	g := &putGroup{puts: puts, done: make(chan struct{})}
 	r.qmu.Lock()
-	r.queue = append(r.queue, p)
+	r.queue = append(r.queue, g)
 	if r.leading {
 		r.qmu.Unlock()
-		<-p.done
-		return p.pb, p.err
+		<-g.done
+		return g.err
 	}
 	r.leading = true
 	if r.groupWindow > 0 && time.Since(r.lastCommit) < busyWithin {
@@ -127,25 +147,29 @@ func (r *revocations) add(key string, rec revocationRecord) (*credv1.Revocation,
 		r.qmu.Lock()
 	}
 	for len(r.queue) > 0 {
-		batch := r.queue
+		groups := r.queue
 		r.queue = nil
 		r.qmu.Unlock()
-		r.commit(batch)
+		r.commit(groups)
 		r.qmu.Lock()
 		r.lastCommit = time.Now()
 	}
 	r.leading = false
 	r.qmu.Unlock()
-	return p.pb, p.err
+	return g.err
 }
 
-// commit writes one group of revocations in one transaction, then publishes them.
-func (r *revocations) commit(batch []*revocationPut) {
+// commit writes the revocations of several groups in one transaction, then publishes them.
+func (r *revocations) commit(groups []*putGroup) {
 	defer func() {
-		for _, p := range batch {
-			close(p.done)
+		for _, g := range groups {
+			close(g.done)
 		}
 	}()
+	var batch []*revocationPut
+	for _, g := range groups {
+		batch = append(batch, g.puts...)
+	}
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	// Extend to the later expiry, against memory and against earlier entries of this batch
@@ -165,22 +189,26 @@ func (r *revocations) commit(batch []*revocationPut) {
 	r.mu.RUnlock()
 	r.commits.Add(1)
 	if err := r.store.putRevocations(batch); err != nil {
-		for _, p := range batch {
-			p.err = err
+		for _, g := range groups {
+			g.err = err
 		}
 		return
+	}
+	pbs := make([]*credv1.Revocation, len(batch))
+	for i, p := range batch {
+		p.pb = revocationProto(p.key, p.rec)
+		pbs[i] = p.pb
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range batch {
-		p.pb = revocationProto(p.key, p.rec)
 		r.m[p.key] = p.rec
-		for w := range r.watchers {
-			select {
-			case w.ch <- p.pb:
-			default:
-				r.drop(w, errBehind)
-			}
+	}
+	for w := range r.watchers {
+		select {
+		case w.ch <- pbs:
+		default:
+			r.drop(w, errBehind)
 		}
 	}
 }
@@ -243,7 +271,7 @@ func (r *revocations) watch(now time.Time) (*watcher, []*credv1.Revocation, erro
 	if r.closed {
 		return nil, nil, errStopping
 	}
-	w := &watcher{ch: make(chan *credv1.Revocation, watcherBuffer), done: make(chan struct{})}
+	w := &watcher{ch: make(chan []*credv1.Revocation, r.watcherBuffer), done: make(chan struct{})}
 	r.watchers[w] = struct{}{}
 	return w, r.listLocked(now), nil
 }

@@ -89,3 +89,58 @@ func TestTelemetry(t *testing.T) {
 		t.Errorf("Issue span lacks %v; has %v", want, issueSpan.Attributes())
 	}
 }
+
+// The issued counter counts a batch's credentials; batch spans carry counts, never the
+// participant ids of their items.
+func TestBatchTelemetry(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	spans := tracetest.NewSpanRecorder()
+	tel := platform.NoTelemetry()
+	tel.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	tel.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+
+	n := newEnv(t).start(func(c *credsvc.Config) { c.Telemetry = tel })
+	c := n.internal(t, nil)
+	issueBatch(t, c, []*credv1.IssueRequest{{ParticipantId: "vera"}, {ParticipantId: ""}, {ParticipantId: "walt"}})
+	revokeBatch(t, c, []*credv1.RevokeRequest{byParticipant("vera"), {}, byParticipant("walt")})
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("collect: %v", err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range sum.DataPoints {
+					got[m.Name] += dp.Value
+				}
+			}
+		}
+	}
+	if got["tuturu.cred.issued"] != 2 || got["tuturu.cred.revocations"] != 2 {
+		t.Errorf("issued = %d, revocations = %d; want 2 each (the items that succeeded)", got["tuturu.cred.issued"], got["tuturu.cred.revocations"])
+	}
+
+	found := map[string]bool{}
+	for _, s := range spans.Ended() {
+		name := s.Name()
+		if name != "tuturu.cred.v1.CredentialService/IssueBatch" && name != "tuturu.cred.v1.CredentialService/RevokeBatch" {
+			continue
+		}
+		found[name] = true
+		attrs := map[attribute.Key]string{}
+		for _, kv := range s.Attributes() {
+			attrs[kv.Key] = kv.Value.Emit()
+			if v := kv.Value.Emit(); strings.Contains(v, "vera") || strings.Contains(v, "walt") {
+				t.Errorf("span %s attribute %s names a participant: %s", name, kv.Key, v)
+			}
+		}
+		if attrs["tuturu.batch.items"] != "3" || attrs["tuturu.batch.refused"] != "1" {
+			t.Errorf("span %s: items %q refused %q, want 3 and 1", name, attrs["tuturu.batch.items"], attrs["tuturu.batch.refused"])
+		}
+	}
+	if len(found) != 2 {
+		t.Errorf("batch spans found: %v, want IssueBatch and RevokeBatch", found)
+	}
+}
