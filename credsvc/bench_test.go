@@ -1,6 +1,7 @@
 package credsvc_test
 
 import (
+	"fmt"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -53,4 +54,41 @@ func BenchmarkValidateParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// N revocations sent as N sequential Revoke calls, and as one RevokeBatch, over real Connect
+// with a real bbolt file: what roomsvc pays for a burst of departures either way.
+func BenchmarkRevokeSequential(b *testing.B) { benchRevoke(b, false) }
+
+func BenchmarkRevokeBatch(b *testing.B) { benchRevoke(b, true) }
+
+func benchRevoke(b *testing.B, batch bool) {
+	for _, size := range []int{10, 100} {
+		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
+			n := newEnv(b).start(nil)
+			c := n.internal(b, nil)
+			bctx := ctx(b)
+			seq := 0
+			items := make([]*credv1.RevokeRequest, size)
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range items {
+					seq++
+					items[i] = &credv1.RevokeRequest{Target: &credv1.RevokeRequest_ParticipantId{ParticipantId: fmt.Sprintf("bench-%d", seq)}, Reason: "left"}
+				}
+				if batch {
+					if _, err := c.RevokeBatch(bctx, connect.NewRequest(&credv1.RevokeBatchRequest{Requests: items})); err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
+				for _, item := range items {
+					if _, err := c.Revoke(bctx, connect.NewRequest(item)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*size), "µs/revocation")
+		})
+	}
 }
