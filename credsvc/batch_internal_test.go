@@ -55,6 +55,7 @@ func participantItems(n int, prefix string) []*credv1.RevokeRequest {
 
 // A RevokeBatch is one transaction, whatever its size; its malformed items cost none.
 func TestRevokeBatchIsOneTransaction(t *testing.T) {
+	t.Parallel()
 	s := newTestService(t, time.Unix(1_800_000_000, 0))
 	items := append(participantItems(100, "m"), &credv1.RevokeRequest{})
 	before := s.revs.commits.Load()
@@ -88,6 +89,7 @@ func TestRevokeBatchIsOneTransaction(t *testing.T) {
 
 // When the write fails, the whole call fails and nothing of it is in force or announced.
 func TestRevokeBatchWriteFailureFailsTheCall(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	s := newTestService(t, now)
 	w, _, err := s.revs.watch(now)
@@ -117,6 +119,7 @@ func TestRevokeBatchWriteFailureFailsTheCall(t *testing.T) {
 // A watcher's lag is counted in commits: full batches do not cut off a watcher that has not
 // read them yet, and it then reads every revocation.
 func TestFullBatchesDoNotCutOffAWatcher(t *testing.T) {
+	t.Parallel()
 	st, err := openStore(filepath.Join(t.TempDir(), "credsvc.db"))
 	if err != nil {
 		t.Fatal(err)

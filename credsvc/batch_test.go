@@ -74,6 +74,7 @@ func target(r interface {
 // Each item gets what Issue would return for it, in order; a bad or revoked item gets its own
 // error and leaves the others alone.
 func TestIssueBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -130,6 +131,7 @@ func TestIssueBatch(t *testing.T) {
 
 // A batch is bounded: one more than the limit is refused as a whole, the limit is served.
 func TestBatchSizeLimit(t *testing.T) {
+	t.Parallel()
 	n := newEnv(t).start(nil)
 	c := n.internal(t, nil)
 	const limit = 1024
@@ -164,6 +166,7 @@ func TestBatchSizeLimit(t *testing.T) {
 
 // The batch RPCs are internal: no token → Unauthenticated, the admin token → PermissionDenied.
 func TestBatchTokens(t *testing.T) {
+	t.Parallel()
 	n := newEnv(t).start(nil)
 	issueReq := &credv1.IssueBatchRequest{Requests: []*credv1.IssueRequest{{ParticipantId: "x"}}}
 	revokeReq := &credv1.RevokeBatchRequest{Requests: []*credv1.RevokeRequest{{Target: &credv1.RevokeRequest_ParticipantId{ParticipantId: "x"}}}}
@@ -193,6 +196,7 @@ func TestBatchTokens(t *testing.T) {
 // Well-formed items are stored, announced together and enforced; malformed ones get the error
 // Revoke would give and hold back nothing.
 func TestRevokeBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -304,6 +308,7 @@ func TestRevokeBatch(t *testing.T) {
 
 // What one RevokeBatch stored is on disk: a restart on the same file still enforces it.
 func TestRevokeBatchSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	c := n.internal(t, nil)
@@ -351,6 +356,7 @@ func TestRevokeBatchSurvivesRestart(t *testing.T) {
 // Full batches from concurrent callers all reach a watcher that keeps reading, however they are
 // grouped into transactions.
 func TestWatchSeesConcurrentBatches(t *testing.T) {
+	t.Parallel()
 	n := newEnv(t).start(nil)
 	c := n.internal(t, protocols[1].opts)
 	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestUsernameRoundTrip(t *testing.T) {
+	t.Parallel()
 	expiry := time.Unix(1_900_000_000, 0)
 	for _, participant := range []string{"p1", "a:b:c", "Ünïcode-ok", strings.Repeat("x", maxParticipantLen)} {
 		u := formatUsername(expiry, participant, "0123abcd")
@@ -27,6 +28,7 @@ func TestUsernameRoundTrip(t *testing.T) {
 }
 
 func TestParseUsernameRefusesMalformed(t *testing.T) {
+	t.Parallel()
 	for _, u := range []string{
 		"", "abc", "1900000000", "1900000000:p1", "1900000000::0123abcd", ":p1:0123abcd",
 		"-5:p1:0123abcd", "+1900000000:p1:0123abcd", "0:p1:0123abcd", "19e8:p1:0123abcd",
@@ -43,6 +45,7 @@ func TestParseUsernameRefusesMalformed(t *testing.T) {
 
 // The password is coturn's REST password, computed here independently of the code under test.
 func TestPasswordIsCoturnFormula(t *testing.T) {
+	t.Parallel()
 	secret := "a-shared-secret-of-at-least-32-characters"
 	username := "1900000000:alice:" + keyIDOf(secret)
 	mac := hmac.New(sha1.New, []byte(secret))
@@ -60,6 +63,7 @@ func TestPasswordIsCoturnFormula(t *testing.T) {
 }
 
 func TestKeyIDIsStableAndDistinct(t *testing.T) {
+	t.Parallel()
 	a, b := generateSecret(), generateSecret()
 	if len(a) != 43 || a == b {
 		t.Fatalf("generated secrets %q %q: want 43 characters each, different", a, b)

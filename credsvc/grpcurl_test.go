@@ -11,25 +11,42 @@ import (
 	"github.com/tuturu/tuturu/credsvc"
 )
 
-// grpcurl runs the pinned grpcurl against addr and returns its combined output.
-func grpcurl(t *testing.T, args ...string) (string, error) {
+// grpcurlBinary builds the pinned grpcurl, the first time only, and returns the path of the
+// executable go tool keeps in the build cache.
+func grpcurlBinary(t *testing.T) string {
 	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // the first run builds it
+	// A cold build takes minutes on a busy 2-core machine; afterwards this is under a second.
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(c, "go", append([]string{"tool", "-modfile=../tools/grpcurl/go.mod", "grpcurl"}, args...)...)
-	out, err := cmd.CombinedOutput()
+	cmd := exec.CommandContext(c, "go", "tool", "-n", "-modfile=../tools/grpcurl/go.mod", "grpcurl")
+	cmd.Stderr = testWriter{t}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("build grpcurl: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// grpcurl runs grpcurl against addr and returns its combined output.
+func grpcurl(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(c, bin, args...).CombinedOutput()
 	return string(out), err
 }
 
 // An operator with grpcurl and no proto files: reflection lists the services, the admin token
 // opens the admin RPCs, and ListSecrets shows ids and states, never a secret.
 func TestGrpcurl(t *testing.T) {
+	t.Parallel()
 	const secret = "grpcurl-visible-secret-0123456789abcdef"
+	bin := grpcurlBinary(t)
 	e := newEnv(t)
 	n := e.start(func(c *credsvc.Config) { c.TurnSecret = secret })
 	addr := strings.TrimPrefix(n.url, "http://")
 
-	out, err := grpcurl(t, "-plaintext", addr, "list")
+	out, err := grpcurl(t, bin, "-plaintext", addr, "list")
 	if err != nil {
 		t.Fatalf("grpcurl list: %v\n%s", err, out)
 	}
@@ -39,12 +56,12 @@ func TestGrpcurl(t *testing.T) {
 		}
 	}
 
-	out, err = grpcurl(t, "-plaintext", addr, "tuturu.cred.v1.CredentialAdminService/ListSecrets")
+	out, err = grpcurl(t, bin, "-plaintext", addr, "tuturu.cred.v1.CredentialAdminService/ListSecrets")
 	if err == nil || !strings.Contains(out, "Unauthenticated") {
 		t.Errorf("ListSecrets without a token: %v\n%s", err, out)
 	}
 
-	out, err = grpcurl(t, "-plaintext", "-H", "authorization: Bearer "+adminToken, addr, "tuturu.cred.v1.CredentialAdminService/ListSecrets")
+	out, err = grpcurl(t, bin, "-plaintext", "-H", "authorization: Bearer "+adminToken, addr, "tuturu.cred.v1.CredentialAdminService/ListSecrets")
 	if err != nil {
 		t.Fatalf("grpcurl ListSecrets: %v\n%s", err, out)
 	}
@@ -61,7 +78,7 @@ func TestGrpcurl(t *testing.T) {
 		t.Errorf("ListSecrets shows the secret:\n%s", out)
 	}
 
-	out, err = grpcurl(t, "-plaintext", "-H", "authorization: Bearer "+adminToken, "-d", `{"participant_id":"wendy","reason":"admin"}`,
+	out, err = grpcurl(t, bin, "-plaintext", "-H", "authorization: Bearer "+adminToken, "-d", `{"participant_id":"wendy","reason":"admin"}`,
 		addr, "tuturu.cred.v1.CredentialAdminService/RevokeParticipant")
 	if err != nil || !strings.Contains(out, `"participantId": "wendy"`) {
 		t.Errorf("grpcurl RevokeParticipant: %v\n%s", err, out)

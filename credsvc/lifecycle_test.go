@@ -29,6 +29,7 @@ func listSecrets(t *testing.T, n *node) []*credv1.SecretInfo {
 }
 
 func TestRestartKeepsSecretsAndRevocations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	c := n.internal(t, nil)
@@ -63,6 +64,7 @@ func TestRestartKeepsSecretsAndRevocations(t *testing.T) {
 }
 
 func TestRotate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -97,6 +99,7 @@ func TestRotate(t *testing.T) {
 }
 
 func TestRotatedSecretRetiresAfterItsCredentialsExpire(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(func(c *credsvc.Config) { c.SweepInterval = 5 * time.Millisecond })
 	c, admin := n.internal(t, nil), n.admin(t, nil)
@@ -129,6 +132,7 @@ func TestRotatedSecretRetiresAfterItsCredentialsExpire(t *testing.T) {
 }
 
 func TestTurnSecretReplacesStoredActive(t *testing.T) {
+	t.Parallel()
 	const first = "first-operator-secret-0123456789abcdef"
 	const second = "second-operator-secret-0123456789abcdef"
 	e := newEnv(t)
@@ -176,6 +180,7 @@ func TestTurnSecretReplacesStoredActive(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, tc := range []struct {
 		name string
@@ -205,6 +210,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestDatabaseLockedByAnotherInstance(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.start(nil)
 	start := time.Now()
@@ -240,6 +246,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // Bound from flags and environment as main does: the defaults start, and each variable's
 // error names it.
 func TestBindFromEnvironment(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	bind := func(env map[string]string) (credsvc.Config, error) {
 		cfg := e.config()
@@ -281,6 +288,7 @@ func TestBindFromEnvironment(t *testing.T) {
 // When serving fails on its own, Run returns the error (and releases the database) instead of
 // waiting for a cancel that never comes.
 func TestRunReturnsWhenServingFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cfg := e.config()
 	svc, err := credsvc.New(cfg)

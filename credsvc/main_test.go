@@ -47,6 +47,7 @@ func holdDatabase(dir string) int {
 }
 
 func TestDatabaseLockedByAnotherProcess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 // A watcher that stops reading is cut off with ResourceExhausted (it reconnects and gets a
 // fresh snapshot), never silently skipped; other watchers are unaffected.
 func TestSlowWatcherIsCutOff(t *testing.T) {
+	t.Parallel()
 	st, err := openStore(filepath.Join(t.TempDir(), "credsvc.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +80,7 @@ func BenchmarkValidateLogic(b *testing.B) {
 // Revocations that arrive while one is being written share the next transaction (one fsync),
 // each caller returns only once its own is on disk, and a later expiry always wins.
 func TestRevocationsGroupCommit(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "credsvc.db")
 	st, err := openStore(path)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestRevoke(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -73,6 +74,7 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestAdminRevocations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -108,6 +110,7 @@ func TestAdminRevocations(t *testing.T) {
 }
 
 func TestSweepForgetsExpiredRevocations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(func(c *credsvc.Config) { c.SweepInterval = 5 * time.Millisecond })
 	c, admin := n.internal(t, nil), n.admin(t, nil)
@@ -148,6 +151,7 @@ func TestSweepForgetsExpiredRevocations(t *testing.T) {
 }
 
 func TestWatchRevocations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -197,6 +201,7 @@ func TestWatchRevocations(t *testing.T) {
 }
 
 func TestWatchEndsUnavailableOnStop(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	var streams []*connect.ServerStreamForClient[credv1.WatchRevocationsResponse]
@@ -242,6 +247,7 @@ func hasParticipant(revs []*credv1.Revocation, id string) bool {
 // Concurrent revocations all reach a watcher: none falls between snapshot and feed or between
 // two writers.
 func TestWatchSeesConcurrentRevocations(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	c := n.internal(t, protocols[1].opts)

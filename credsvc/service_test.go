@@ -31,6 +31,7 @@ func issue(t testing.TB, c credv1connect.CredentialServiceClient, participant st
 }
 
 func TestIssueThenValidate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(func(c *credsvc.Config) {
 		c.STUNServers = []string{"stun:stun.example.org:3478", "stun:[2001:db8::1]:3478"}
@@ -90,6 +91,7 @@ func TestIssueThenValidate(t *testing.T) {
 }
 
 func TestIssueWithoutSTUNAndTLS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(func(c *credsvc.Config) { c.TurnHost = "::1" })
 	got := issue(t, n.internal(t, nil), "bob")
@@ -100,6 +102,7 @@ func TestIssueWithoutSTUNAndTLS(t *testing.T) {
 }
 
 func TestIssueTTL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -149,6 +152,7 @@ func validateVerdict(t *testing.T, c credv1connect.CredentialServiceClient, user
 }
 
 func TestValidateRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {
@@ -188,6 +192,7 @@ func wrongSecretPassword(username string) string {
 }
 
 func TestValidateExpiresWithTime(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	c := n.internal(t, nil)
@@ -205,6 +210,7 @@ func TestValidateExpiresWithTime(t *testing.T) {
 // The password handed out is coturn's formula over the configured TURN_SECRET, computed here
 // independently: a stock coturn with the same static-auth-secret accepts it.
 func TestPasswordMatchesCoturnWithConfiguredSecret(t *testing.T) {
+	t.Parallel()
 	const secret = "operator-chosen-secret-0123456789abcdef"
 	e := newEnv(t)
 	n := e.start(func(c *credsvc.Config) { c.TurnSecret = secret })
@@ -217,6 +223,7 @@ func TestPasswordMatchesCoturnWithConfiguredSecret(t *testing.T) {
 }
 
 func TestTokens(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	n := e.start(nil)
 	for _, p := range protocols {

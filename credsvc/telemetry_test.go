@@ -18,6 +18,7 @@ import (
 )
 
 func TestTelemetry(t *testing.T) {
+	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	spans := tracetest.NewSpanRecorder()
 	tel := platform.NoTelemetry()
@@ -93,6 +94,7 @@ func TestTelemetry(t *testing.T) {
 // The issued counter counts a batch's credentials; batch spans carry counts, never the
 // participant ids of their items.
 func TestBatchTelemetry(t *testing.T) {
+	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	spans := tracetest.NewSpanRecorder()
 	tel := platform.NoTelemetry()
