@@ -140,12 +140,26 @@ func (s *session) run() {
 		if s.frames == 1 && isFlutterFirstFrame(data) {
 			s.becomeFlutter(ctx)
 		}
-		ok = s.d.handle(ctx, data)
+		if s.state.Load() == stateIdle {
+			ok = s.handleApart(ctx, data)
+		} else {
+			ok = s.d.handle(ctx, data)
+		}
 		putBuffer(buf) // handle has copied what it keeps (sendSignal)
 		if !ok {
 			return
 		}
 	}
+}
+
+// handleApart handles a frame on a goroutine of its own and waits for it. A join (decoding,
+// spans, the answer's JSON) grows a goroutine's stack well past what reading frames needs,
+// and a stack keeps its size until a garbage collection finds it idle: joins run apart so
+// the reader that then waits on an idle socket keeps a small stack.
+func (s *session) handleApart(ctx context.Context, data []byte) bool {
+	done := make(chan bool, 1)
+	go func() { done <- s.d.handle(ctx, data) }()
+	return <-done
 }
 
 // becomeFlutter switches the socket to the Flutter dialect; it runs on the reader before the
