@@ -97,20 +97,38 @@ func TestCallTraces(t *testing.T) {
 	if joins[0].SpanContext().TraceID() == joins[1].SpanContext().TraceID() {
 		t.Fatal("two joins share one trace; each user action must be its own trace")
 	}
+	// roomsvc's spans descend from each join. So do credsvc's when the join's credentials were
+	// issued for it; an enter that took pooled credentials links to the pool refill instead,
+	// and credsvc's spans descend from that.
 	for _, join := range joins {
-		for _, service := range []string{"roomsvc", "credsvc"} {
-			var found []string
-			for _, sp := range spans.ended(service) {
-				if sp.SpanContext().TraceID() == join.SpanContext().TraceID() && spans.under(sp, join.SpanContext().SpanID()) {
-					found = append(found, sp.Name())
+		var found []string
+		var refills []trace.SpanContext
+		for _, sp := range spans.ended("roomsvc") {
+			if sp.SpanContext().TraceID() == join.SpanContext().TraceID() && spans.under(sp, join.SpanContext().SpanID()) {
+				found = append(found, sp.Name())
+				for _, l := range sp.Links() {
+					refills = append(refills, l.SpanContext)
 				}
 			}
-			if len(found) == 0 {
-				t.Errorf("join trace %s: no %s span descends from the gateway's signal join-pin", join.SpanContext().TraceID(), service)
-			} else {
-				t.Logf("join trace %s: %s spans %v", join.SpanContext().TraceID(), service, found)
+		}
+		if len(found) == 0 {
+			t.Errorf("join trace %s: no roomsvc span descends from the gateway's signal join-pin", join.SpanContext().TraceID())
+		}
+		var creds []string
+		for _, sp := range spans.ended("credsvc") {
+			if sp.SpanContext().TraceID() == join.SpanContext().TraceID() && spans.under(sp, join.SpanContext().SpanID()) {
+				creds = append(creds, sp.Name())
+			}
+			for _, r := range refills {
+				if sp.SpanContext().TraceID() == r.TraceID() && spans.under(sp, r.SpanID()) {
+					creds = append(creds, "(pool refill) "+sp.Name())
+				}
 			}
 		}
+		if len(creds) == 0 {
+			t.Errorf("join trace %s: no credsvc span under the join or under a pool refill it links to", join.SpanContext().TraceID())
+		}
+		t.Logf("join trace %s: roomsvc %v, credsvc %v", join.SpanContext().TraceID(), found, creds)
 	}
 
 	var auths int

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -40,17 +41,21 @@ type pooled struct {
 	id    string
 	creds *credv1.IssueResponse
 	at    time.Time
+	from  trace.SpanContext // the refill that issued it, linked from the enter that uses it
 }
 
 type issueItem struct {
 	ctx         context.Context // carries the span of the enter or resume
 	participant string
 	done        func(*credv1.IssueResponse, error)
+	// via, when set, is told (before done) the span the credsvc call ran under.
+	via func(trace.SpanContext)
 }
 
 // issuer batches credential requests to credsvc.
 type issuer struct {
 	client credv1connect.CredentialServiceClient
+	tracer trace.Tracer
 
 	mu        sync.Mutex
 	queue     []issueItem
@@ -59,12 +64,13 @@ type issuer struct {
 	wake      chan struct{}
 }
 
-func newIssuer(client credv1connect.CredentialServiceClient) *issuer {
-	return &issuer{client: client, wake: make(chan struct{}, issueWorkers)}
+func newIssuer(client credv1connect.CredentialServiceClient, tracer trace.Tracer) *issuer {
+	return &issuer{client: client, tracer: tracer, wake: make(chan struct{}, issueWorkers)}
 }
 
 // issueNew finds credentials for a new participant: from the pool at once, on the caller's
-// goroutine, or else through a queued request (and the pool is refilled).
+// goroutine, or else through a queued request (and the pool is refilled). An enter that takes
+// pooled credentials links its span to the refill's, whose trace holds the credsvc call.
 func (is *issuer) issueNew(ctx context.Context, done func(id string, creds *credv1.IssueResponse, err error)) {
 	now := time.Now()
 	is.mu.Lock()
@@ -81,40 +87,47 @@ func (is *issuer) issueNew(ctx context.Context, done func(id string, creds *cred
 		is.refilling = true
 	}
 	is.mu.Unlock()
+	if p.creds == nil {
+		id := newParticipantID()
+		is.issue(ctx, id, func(creds *credv1.IssueResponse, err error) { done(id, creds, err) })
+	}
 	if refill {
-		is.refill()
+		is.refill() // after the request above, so that request leads the batch and its trace
 	}
 	if p.creds != nil {
+		span := trace.SpanFromContext(ctx)
+		span.AddLink(trace.Link{SpanContext: p.from})
+		span.SetAttributes(attribute.String("tuturu.credentials", "pooled"))
 		// The lifetime left is what the client must plan with.
 		p.creds.Ttl = durationpb.New(time.Until(p.creds.GetExpiresAt().AsTime()).Truncate(time.Second))
 		done(p.id, p.creds, nil)
-		return
 	}
-	id := newParticipantID()
-	is.issue(ctx, id, func(creds *credv1.IssueResponse, err error) { done(id, creds, err) })
 }
 
-// refill queues requests for a pool's worth of new participants.
+// refill queues requests for a pool's worth of new participants, under a span of its own.
 func (is *issuer) refill() {
 	is.mu.Lock()
 	n := poolSize - len(is.pool)
 	is.mu.Unlock()
+	ctx, span := is.tracer.Start(context.Background(), "credential pool refill", trace.WithAttributes(attribute.Int("tuturu.batch.items", n)))
 	var left sync.WaitGroup
 	left.Add(n)
 	for range n {
 		id := newParticipantID()
-		is.issue(context.Background(), id, func(creds *credv1.IssueResponse, err error) {
+		from := span.SpanContext()
+		is.enqueue(issueItem{ctx: ctx, participant: id, via: func(sc trace.SpanContext) { from = sc }, done: func(creds *credv1.IssueResponse, err error) {
 			defer left.Done()
 			if err != nil {
 				return
 			}
 			is.mu.Lock()
-			is.pool = append(is.pool, pooled{id: id, creds: creds, at: time.Now()})
+			is.pool = append(is.pool, pooled{id: id, creds: creds, at: time.Now(), from: from})
 			is.mu.Unlock()
-		})
+		}})
 	}
 	go func() {
 		left.Wait()
+		span.End()
 		is.mu.Lock()
 		is.refilling = false
 		is.mu.Unlock()
@@ -123,8 +136,12 @@ func (is *issuer) refill() {
 
 // issue queues a request; done is called once, on a worker goroutine.
 func (is *issuer) issue(ctx context.Context, participant string, done func(*credv1.IssueResponse, error)) {
+	is.enqueue(issueItem{ctx: ctx, participant: participant, done: done})
+}
+
+func (is *issuer) enqueue(it issueItem) {
 	is.mu.Lock()
-	is.queue = append(is.queue, issueItem{ctx: ctx, participant: participant, done: done})
+	is.queue = append(is.queue, it)
 	is.mu.Unlock()
 	select {
 	case is.wake <- struct{}{}:
@@ -206,6 +223,9 @@ func (is *issuer) send(ctx context.Context, batch []issueItem) {
 		err = fmt.Errorf("credsvc answered %d of %d credential requests", len(res.Msg.GetResults()), len(batch))
 	}
 	for i, it := range batch {
+		if it.via != nil {
+			it.via(first.SpanContext())
+		}
 		switch {
 		case err != nil:
 			it.done(nil, fmt.Errorf("issue credentials: %w", err))

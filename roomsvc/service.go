@@ -71,11 +71,11 @@ func New(cfg Config) (*Service, error) {
 		cfg:     cfg,
 		meters:  met,
 		revoker: rev,
-		issuer:  newIssuer(creds),
 		tracer:  tel.Tracer.Tracer("github.com/tuturu/tuturu/roomsvc"),
 		prop:    tel.Propagator,
 		links:   map[*link]struct{}{},
 	}
+	s.issuer = newIssuer(creds, s.tracer)
 	s.hub = newHub(hubConfig{
 		grace:      cfg.ResumeGrace,
 		tokenTTL:   tokenTTL(cfg),
