@@ -74,6 +74,7 @@ type hubConfig struct {
 	tokenTTL   time.Duration
 	queueLimit int // events kept for one held member
 	lobbyMax   int // members one lobby may hold; 0 means DefaultLobbyMaxMembers
+	secret     string // keys room ids and resume tokens; empty means random keys
 	now        func() time.Time
 	// gone is called (under locks: it must not block) when a member is gone for good.
 	gone   func(participantID string)
@@ -85,6 +86,9 @@ type hubConfig struct {
 type hub struct {
 	hubConfig
 	keys keys
+	// started is when this hub began: a token issued earlier may name a slot an earlier
+	// process held, which a resume rebuilds.
+	started time.Time
 
 	mu      sync.Mutex
 	rooms   map[string]*room   // by room id
@@ -105,7 +109,8 @@ func newHub(cfg hubConfig) *hub {
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
 	}
-	return &hub{hubConfig: cfg, keys: newKeys(), rooms: map[string]*room{}, members: map[string]*member{}}
+	return &hub{hubConfig: cfg, keys: newKeys(cfg.secret), started: cfg.now().Truncate(time.Second),
+		rooms: map[string]*room{}, members: map[string]*member{}}
 }
 
 // room is a PIN room (two members) or a lobby (many, addressed by peer id).

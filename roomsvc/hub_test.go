@@ -558,3 +558,67 @@ func TestHubLobbyFull(t *testing.T) {
 		t.Fatalf("rejections %v, want lobby_full 2", st.Rejections)
 	}
 }
+
+// newHubAt is a test hub keyed by secret whose clock reads at.
+func newHubAt(t *testing.T, secret string, at time.Time) *hub {
+	t.Helper()
+	met, err := newMeters(platform.NoTelemetry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHub(hubConfig{grace: time.Minute, tokenTTL: time.Hour, queueLimit: 8, secret: secret, meters: met,
+		now: func() time.Time { return at }})
+}
+
+// TestHubRebuildsSlotsAfterARestart: tokens from an earlier process with the same secret
+// rebuild their slots (roles kept, nobody told anything), within the room's rules; a token
+// this process issued names a slot only while it lives.
+func TestHubRebuildsSlotsAfterARestart(t *testing.T) {
+	start := time.Now()
+	before := newHubAt(t, "shared secret", start)
+	a := before.testEnter(t, pinEnter("000021"))
+	b := before.testEnter(t, pinEnter("000021"))
+	tokA := a.events()[0].GetJoined().ResumeToken
+	tokB := b.one().GetJoined().ResumeToken
+	x := before.testEnter(t, pinEnter("000022"))
+	tokX := x.one().GetJoined().ResumeToken
+
+	after := newHubAt(t, "shared secret", start.Add(time.Minute))
+	if _, rej := newHubAt(t, "another secret", start.Add(time.Minute)).resumeWith(tokA, newSession()); rej != errBadToken {
+		t.Fatalf("token under another secret: %v", rej)
+	}
+	sa := newSession()
+	ma, rej := after.resumeWith(tokA, sa)
+	if rej != nil || ma.id != a.m.id || ma.role != roomv1.Role_ROLE_FIRST || ma.room.id != a.m.room.id {
+		t.Fatalf("rebuilt a: %v %+v", rej, ma)
+	}
+	a2 := &conn{t: t, h: after, m: ma, sess: sa}
+	if j := a2.one().GetJoined(); !j.GetResumed() || len(j.GetPeers()) != 0 {
+		t.Fatalf("a's joined after the rebuild: %v", j)
+	}
+	sb := newSession()
+	mb, rej := after.resumeWith(tokB, sb)
+	if rej != nil || mb.role != roomv1.Role_ROLE_SECOND {
+		t.Fatalf("rebuilt b: %v %+v", rej, mb)
+	}
+	b2 := &conn{t: t, h: after, m: mb, sess: sb}
+	b2.one()
+	a2.expectNone() // no peer_joined: for a, b never left
+	if !a2.signal("offer", "after the restart", "") || string(b2.one().GetSignal().GetData()) != "after the restart" {
+		t.Fatal("signal between rebuilt members")
+	}
+
+	// A PIN room holds two: a newcomer took x's room first, and then a third resume is refused.
+	after.testEnter(t, pinEnter("000022"))
+	after.testEnter(t, pinEnter("000022"))
+	if _, rej := after.resumeWith(tokX, newSession()); rej != errSlotGone {
+		t.Fatalf("resume into a full rebuilt room: %v", rej)
+	}
+	// This process's own token names a live slot only.
+	y := after.testEnter(t, pinEnter("000023"))
+	tokY := y.one().GetJoined().ResumeToken
+	after.leave(y.m, y.sess, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP, noCause())
+	if _, rej := after.resumeWith(tokY, newSession()); rej != errSlotGone {
+		t.Fatalf("departed member came back with its token: %v", rej)
+	}
+}

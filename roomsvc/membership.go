@@ -105,7 +105,9 @@ func (h *hub) joinedEvent(m *member, resumed bool, c cause) *roomv1.MemberEvent 
 			peers = append(peers, o.proto())
 		}
 	}
-	tok := h.keys.signToken(tokenClaims{participantID: m.id, roomID: r.id, expiry: h.now().Add(h.tokenTTL)})
+	now := h.now()
+	tok := h.keys.signToken(tokenClaims{participantID: m.id, roomID: r.id, expiry: now.Add(h.tokenTTL), issued: now,
+		kind: r.kind, role: m.role, hint: r.hint, peerID: m.peerID})
 	return &roomv1.MemberEvent{TraceContext: c.tc, Event: &roomv1.MemberEvent_Joined{Joined: &roomv1.Joined{
 		RoomId:      r.id,
 		Kind:        r.kind,
@@ -251,6 +253,9 @@ func (h *hub) resume(claims tokenClaims, sess *session, creds *credv1.IssueRespo
 		return nil, errShuttingDown
 	}
 	m := h.members[claims.participantID]
+	if m == nil && claims.issued.Before(h.started) {
+		m = h.rebuild(claims)
+	}
 	if m == nil || m.room.id != claims.roomID {
 		h.meters.resume(errSlotGone.outcome)
 		return nil, errSlotGone
@@ -286,6 +291,61 @@ func (h *hub) resume(claims tokenClaims, sess *session, creds *credv1.IssueRespo
 	c.span.AddEvent("resumed", trace.WithAttributes(
 		attribute.String("tuturu.participant.id", m.id), attribute.Int("tuturu.queued", len(queued))))
 	return m, nil
+}
+
+// rebuild restores, held, the slot a token issued by an earlier roomsvc process names, as far
+// as the room's rules allow: a PIN room keeps at most two members and a lobby one member per
+// peer id. The others are not told: for them the member never left. A participant who left
+// for good is revoked in credsvc, which refuses the resume its credentials. hub.mu held.
+func (h *hub) rebuild(c tokenClaims) *member {
+	if c.kind != roomv1.RoomKind_ROOM_KIND_PIN && c.kind != roomv1.RoomKind_ROOM_KIND_LOBBY {
+		return nil
+	}
+	now := h.now()
+	r := h.rooms[c.roomID]
+	fresh := r == nil
+	if fresh {
+		r = &room{id: c.roomID, kind: c.kind, hint: c.hint, createdAt: now}
+		if c.kind == roomv1.RoomKind_ROOM_KIND_LOBBY {
+			r.byPeer = map[string]*member{}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kind != c.kind {
+		return nil
+	}
+	m := &member{room: r, id: c.participantID, joinedAt: c.issued, role: c.role, peerID: c.peerID}
+	switch r.kind {
+	case roomv1.RoomKind_ROOM_KIND_PIN:
+		if len(r.members) >= 2 {
+			return nil
+		}
+		if len(r.members) == 1 && r.members[0].role == m.role {
+			// Someone took this role since the restart: the returning member takes the other.
+			m.role = roomv1.Role_ROLE_SECOND
+			if r.members[0].role == roomv1.Role_ROLE_SECOND {
+				m.role = roomv1.Role_ROLE_FIRST
+			}
+		}
+	case roomv1.RoomKind_ROOM_KIND_LOBBY:
+		if c.peerID == "" || r.byPeer[c.peerID] != nil || len(r.members) >= h.lobbyMax {
+			return nil
+		}
+		r.byPeer[c.peerID] = m
+	}
+	if fresh {
+		h.rooms[r.id] = r
+		h.meters.rooms(r.kind, 1)
+	}
+	h.members[m.id] = m
+	r.members = append(r.members, m)
+	h.meters.held.Add(1) // resume turns it into a connected member
+	if r.kind == roomv1.RoomKind_ROOM_KIND_LOBBY {
+		h.membersChanged(r, noCause())
+	}
+	h.log.Info("rebuilt a member's slot from its resume token", "participant_id", m.id, "room_id", r.id)
+	return m
 }
 
 // closeRoom ends a room: every connected member gets room_closed after what was queued and

@@ -81,6 +81,7 @@ func New(cfg Config) (*Service, error) {
 		tokenTTL:   tokenTTL(cfg),
 		queueLimit: cfg.QueueLimit,
 		lobbyMax:   cfg.LobbyMaxMembers,
+		secret:     cfg.InternalToken,
 		gone:       rev.enqueue,
 		meters:     met,
 		log:        cfg.Logger(),

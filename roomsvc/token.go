@@ -14,15 +14,17 @@ import (
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
 
-// Resume tokens look like "v1.<payload>.<mac>", both parts unpadded base64url:
+// Resume tokens look like "v2.<payload>.<mac>", both parts unpadded base64url:
 //
-//	payload = participant_id "\n" room_id "\n" expiry (unix seconds, decimal)
-//	mac     = HMAC-SHA256(token key, "v1." + <payload part as sent>)
+//	payload = participant_id "\n" room_id "\n" expiry "\n" issued (unix seconds, decimal)
+//	          "\n" room kind "\n" role (enum numbers) "\n" hint "\n" peer id
+//	mac     = HMAC-SHA256(token key, "v2." + <payload part as sent>)
 //
-// The keys are random per process: rooms live in memory, so a token from an earlier process
-// could not name a live slot anyway.
+// A token carries what roomsvc needs to rebuild the member's slot, so a resume works after a
+// roomsvc restart (rooms live in memory). The keys are derived from the internal token, which
+// every roomsvc process and replica shares and which survives restarts.
 const (
-	tokenPrefix = "v1."
+	tokenPrefix = "v2."
 	// maxTokenLen bounds what is parsed; real tokens are about 150 characters.
 	maxTokenLen = 512
 )
@@ -39,11 +41,21 @@ type keys struct {
 	token []byte
 }
 
-func newKeys() keys {
-	k := keys{room: make([]byte, 32), token: make([]byte, 32)}
-	_, _ = rand.Read(k.room) // crypto/rand.Read never fails on supported platforms.
-	_, _ = rand.Read(k.token)
-	return k
+// newKeys derives the keys from secret, or makes random ones when there is none (then tokens
+// do not survive a restart).
+func newKeys(secret string) keys {
+	if secret == "" {
+		k := keys{room: make([]byte, 32), token: make([]byte, 32)}
+		_, _ = rand.Read(k.room) // crypto/rand.Read never fails on supported platforms.
+		_, _ = rand.Read(k.token)
+		return k
+	}
+	derive := func(label string) []byte {
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(label))
+		return mac.Sum(nil)
+	}
+	return keys{room: derive("tuturu roomsvc room ids"), token: derive("tuturu roomsvc resume tokens")}
 }
 
 // roomID is a keyed hash of the room's kind and name (PIN or lobby name), so ids can be shown
@@ -61,10 +73,18 @@ type tokenClaims struct {
 	participantID string
 	roomID        string
 	expiry        time.Time
+	issued        time.Time
+	kind          roomv1.RoomKind
+	role          roomv1.Role
+	hint          string // the room's hint (****56, or the lobby name)
+	peerID        string // lobby members only
 }
 
 func (k keys) signToken(c tokenClaims) string {
-	payload := c.participantID + "\n" + c.roomID + "\n" + strconv.FormatInt(c.expiry.Unix(), 10)
+	payload := strings.Join([]string{
+		c.participantID, c.roomID, strconv.FormatInt(c.expiry.Unix(), 10), strconv.FormatInt(c.issued.Unix(), 10),
+		strconv.Itoa(int(c.kind)), strconv.Itoa(int(c.role)), c.hint, c.peerID,
+	}, "\n")
 	signed := tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(payload))
 	return signed + "." + base64.RawURLEncoding.EncodeToString(k.tokenMAC(signed))
 }
@@ -98,14 +118,18 @@ func (k keys) verifyToken(tok string, now time.Time) (tokenClaims, error) {
 		return tokenClaims{}, errTokenMalformed
 	}
 	parts := strings.Split(string(payload), "\n")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+	if len(parts) != 8 || parts[0] == "" || parts[1] == "" {
 		return tokenClaims{}, errTokenMalformed
 	}
-	exp, err := strconv.ParseInt(parts[2], 10, 64)
-	if err != nil {
+	exp, err1 := strconv.ParseInt(parts[2], 10, 64)
+	issued, err2 := strconv.ParseInt(parts[3], 10, 64)
+	kind, err3 := strconv.Atoi(parts[4])
+	role, err4 := strconv.Atoi(parts[5])
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return tokenClaims{}, errTokenMalformed
 	}
-	c := tokenClaims{participantID: parts[0], roomID: parts[1], expiry: time.Unix(exp, 0)}
+	c := tokenClaims{participantID: parts[0], roomID: parts[1], expiry: time.Unix(exp, 0), issued: time.Unix(issued, 0),
+		kind: roomv1.RoomKind(kind), role: roomv1.Role(role), hint: parts[6], peerID: parts[7]}
 	if !now.Before(c.expiry) {
 		return tokenClaims{}, errTokenExpired
 	}
