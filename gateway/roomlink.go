@@ -26,6 +26,13 @@ const (
 	linkBackoffMax = 2 * time.Second
 	// linkDrain bounds the wait, on stop, for roomsvc to take the last requests.
 	linkDrain = 5 * time.Second
+	// linkHoldMax is how long members wait for a broken stream to come back before they are
+	// told to reconnect; roomsvc holds their slots for its resume grace (30 s by default).
+	linkHoldMax = 25 * time.Second
+	// linkDownQueue bounds the requests kept while the stream is down.
+	linkDownQueue = 1 << 16
+	// linkReattachWait bounds how long requests wait for the re-attaches to be answered.
+	linkReattachWait = 10 * time.Second
 )
 
 var (
@@ -37,13 +44,20 @@ var (
 type linkMember interface {
 	// event takes one event for the socket; it must not block.
 	event(ev *roomv1.MemberEvent)
-	// lost says the stream to roomsvc broke: roomsvc holds the member for a resume.
+	// resumeToken is the member's latest resume token, to re-attach it after a break.
+	resumeToken() string
+	// lost says the stream to roomsvc stayed down too long: the member cannot be re-attached.
 	lost()
 }
 
 type linkEntry struct {
 	m    linkMember
 	join chan *roomv1.MemberEvent // until the Joined or Ended that answers the first request
+	// gone: the socket left or dropped while the stream was down; its leave or detach is
+	// queued and follows its re-attach.
+	gone bool
+	// reattaching: its resume after a break is not answered yet.
+	reattaching bool
 }
 
 // roomLink is the gateway's stream to roomsvc.
@@ -53,13 +67,18 @@ type roomLink struct {
 	inject func(context.Context) map[string]string
 	ids    atomic.Uint64
 
-	mu       sync.Mutex
-	up       chan struct{} // closed while the stream is up; replaced when it goes down
-	isUp     bool
-	members  map[uint64]*linkEntry
-	out      []*roomv1.MemberRequest
-	outBytes int
-	wake     chan struct{}
+	mu        sync.Mutex
+	up        chan struct{} // closed while the stream is up; replaced when it goes down
+	isUp      bool
+	downSince time.Time // zero while up or before the first stream
+	// After a break, requests wait in afterReattach until every re-attach is answered, so
+	// that a member's signals find the other members already back in roomsvc.
+	reattachWait  int
+	afterReattach []*roomv1.MemberRequest
+	members       map[uint64]*linkEntry
+	out           []*roomv1.MemberRequest
+	outBytes      int
+	wake          chan struct{}
 }
 
 func newRoomLink(client roomv1connect.RoomServiceClient, log *slog.Logger) *roomLink {
@@ -86,10 +105,11 @@ func (l *roomLink) run(ctx context.Context) {
 		}
 		if wasUp {
 			backoff = linkBackoffMin
-			l.log.Warn("stream to the room service broke; reconnecting", "err", err)
+			l.log.Warn("stream to the room service broke; reconnecting, members are held", "err", err)
 		} else {
 			l.log.Warn("cannot open the stream to the room service; retrying", "err", err, "in", backoff.String())
 		}
+		l.giveUpAfter(linkHoldMax)
 		select {
 		case <-ctx.Done():
 			return
@@ -136,7 +156,9 @@ func (l *roomLink) serve(ctx context.Context) (wasUp bool, err error) {
 	return true, err
 }
 
-// setUp marks the stream up or down. Going down, every member is told: roomsvc holds them.
+// setUp marks the stream up or down. Going down, pending joins fail and members wait to be
+// re-attached; coming back up, every member is re-attached with its resume token ahead of the
+// requests queued meanwhile, so the clients never notice.
 func (l *roomLink) setUp(up bool) {
 	l.mu.Lock()
 	if up == l.isUp {
@@ -144,22 +166,85 @@ func (l *roomLink) setUp(up bool) {
 		return
 	}
 	l.isUp = up
-	if up {
-		close(l.up)
+	if !up {
+		l.up = make(chan struct{})
+		l.downSince = time.Now()
+		l.out = append(l.out, l.afterReattach...)
+		l.afterReattach, l.reattachWait = nil, 0
+		for id, e := range l.members {
+			if e.join != nil {
+				close(e.join)
+				delete(l.members, id)
+			}
+		}
 		l.mu.Unlock()
 		return
 	}
-	l.up = make(chan struct{})
+	close(l.up)
+	l.downSince = time.Time{}
+	if len(l.members) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	resumes := make([]*roomv1.MemberRequest, 0, len(l.members))
+	for id, e := range l.members {
+		resumes = append(resumes, &roomv1.MemberRequest{SessionId: id,
+			Msg: &roomv1.MemberRequest_Resume{Resume: &roomv1.Resume{ResumeToken: e.m.resumeToken()}}})
+		e.reattaching = true
+	}
+	n := len(resumes)
+	l.reattachWait = n
+	for _, r := range l.out {
+		if r.GetResume() == nil { // an earlier break's re-attach: the new one replaces it
+			l.afterReattach = append(l.afterReattach, r)
+		}
+	}
+	l.out, l.outBytes = resumes, n*256
+	l.signal()
+	l.mu.Unlock()
+	time.AfterFunc(linkReattachWait, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.releaseLocked()
+	})
+	l.log.Info("stream to the room service is back; re-attaching members", "members", n)
+}
+
+// releaseLocked sends the requests that waited for the re-attaches. l.mu held.
+func (l *roomLink) releaseLocked() {
+	l.reattachWait = 0
+	if len(l.afterReattach) == 0 {
+		return
+	}
+	for _, r := range l.afterReattach {
+		l.outBytes += requestSize(r)
+	}
+	l.out = append(l.out, l.afterReattach...)
+	l.afterReattach = nil
+	l.signal()
+}
+
+// giveUpAfter tells every member the stream is lost once it has been down for d.
+func (l *roomLink) giveUpAfter(d time.Duration) {
+	l.mu.Lock()
+	if l.isUp || l.downSince.IsZero() || time.Since(l.downSince) < d || len(l.members) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.giveUpLocked()
+}
+
+// giveUpLocked drops every member and the queue, and tells the members. l.mu held; released.
+func (l *roomLink) giveUpLocked() {
 	members := l.members
 	l.members = map[uint64]*linkEntry{}
 	l.out, l.outBytes = nil, 0
 	l.mu.Unlock()
+	l.log.Warn("the room service stayed unreachable; telling members to reconnect", "members", len(members))
 	for _, e := range members {
-		if e.join != nil {
-			close(e.join)
-			continue
+		if !e.gone {
+			e.m.lost()
 		}
-		e.m.lost()
 	}
 }
 
@@ -181,12 +266,24 @@ func (l *roomLink) write(ctx, streamCtx context.Context, send func(*roomv1.Sessi
 				break
 			}
 			if err := send(&roomv1.SessionsRequest{Requests: batch}); err != nil {
-				return // the reader sees the break
+				l.requeue(batch) // sent again after the re-attach
+				return           // the reader sees the break
 			}
 		}
 		if stopping {
 			return
 		}
+	}
+}
+
+// requeue puts back a batch the stream failed to take, ahead of later requests. What a dying
+// stream took without an error is lost with it, as on any connection without acknowledgements.
+func (l *roomLink) requeue(batch []*roomv1.MemberRequest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.out = append(batch, l.out...)
+	for _, r := range batch {
+		l.outBytes += requestSize(r)
 	}
 }
 
@@ -234,12 +331,21 @@ func (l *roomLink) route(evs []*roomv1.MemberEvent) {
 		if e != nil && e.join != nil && (ev.GetJoined() != nil || ev.GetEnded() != nil) {
 			join, e.join = e.join, nil
 		}
+		if e != nil && e.reattaching && (ev.GetJoined() != nil || ev.GetEnded() != nil) {
+			e.reattaching = false
+			if l.reattachWait--; l.reattachWait <= 0 {
+				l.releaseLocked()
+			}
+			if e.gone {
+				delete(l.members, ev.SessionId) // its leave or detach follows
+			}
+		}
 		if e != nil && ev.GetEnded() != nil {
 			delete(l.members, ev.SessionId) // nothing follows an Ended
 		}
 		l.mu.Unlock()
 		switch {
-		case e == nil:
+		case e == nil || e.gone:
 			// A socket that already went away; roomsvc learns it from its leave or detach.
 		case join != nil:
 			join <- ev
@@ -249,18 +355,33 @@ func (l *roomLink) route(evs []*roomv1.MemberEvent) {
 	}
 }
 
-// send queues a request for roomsvc; false when the stream is down (the member is then being
-// told it was lost).
-func (l *roomLink) send(r *roomv1.MemberRequest) bool {
+// send queues a request for roomsvc. While the stream is down, requests of members wait for
+// their re-attach, within linkDownQueue; past it every member is told to reconnect.
+func (l *roomLink) send(r *roomv1.MemberRequest) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if !l.isUp {
-		return false
+		if l.members[r.SessionId] == nil {
+			l.mu.Unlock()
+			return // not a member (any more): nothing to re-attach it to
+		}
+		if len(l.out) >= linkDownQueue {
+			l.giveUpLocked()
+			return
+		}
+	}
+	l.queueLocked(r)
+	l.mu.Unlock()
+}
+
+// queueLocked queues r, behind the re-attaches while they are not all answered. l.mu held.
+func (l *roomLink) queueLocked(r *roomv1.MemberRequest) {
+	if l.reattachWait > 0 {
+		l.afterReattach = append(l.afterReattach, r)
+		return
 	}
 	l.out = append(l.out, r)
 	l.outBytes += requestSize(r)
 	l.signal()
-	return true
 }
 
 // open starts session id with first (an enter or a resume) and waits, at most timeout, for
@@ -303,15 +424,23 @@ func (l *roomLink) open(ctx context.Context, id uint64, m linkMember, first *roo
 	}
 }
 
-// leave sends a session's last request (leave or detach) and forgets the session.
+// leave sends a session's last request (leave or detach) and forgets the session. While the
+// stream is down the request waits, and the member is re-attached first so roomsvc applies it.
 func (l *roomLink) leave(id uint64, r *roomv1.MemberRequest) {
 	r.SessionId = id
 	l.mu.Lock()
-	delete(l.members, id)
-	if l.isUp {
-		l.out = append(l.out, r)
-		l.outBytes += requestSize(r)
-		l.signal()
+	defer l.mu.Unlock()
+	e := l.members[id]
+	if !l.isUp {
+		if e == nil || e.join != nil {
+			delete(l.members, id)
+			return
+		}
+		e.gone = true
+	} else if e == nil || !e.reattaching {
+		delete(l.members, id)
+	} else {
+		e.gone = true // forgotten once its re-attach is answered
 	}
-	l.mu.Unlock()
+	l.queueLocked(r)
 }

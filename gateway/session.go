@@ -50,6 +50,9 @@ type session struct {
 	// pinger is read by its own callback, on another goroutine.
 	pinger atomic.Pointer[time.Timer]
 
+	// token is the member's latest resume token, for the link to re-attach it after a break.
+	token atomic.Pointer[string]
+
 	// Set by the reader when the session joins, before events are written; read-only afterwards.
 	id          uint64 // the link's id for this socket
 	role        roomv1.Role
@@ -205,6 +208,8 @@ func (s *session) join(ctx context.Context, first *roomv1.MemberRequest) (*roomv
 		return nil, e
 	}
 	joined := ev.GetJoined()
+	tok := joined.GetResumeToken()
+	s.token.Store(&tok)
 	s.role, s.participant, s.roomID = joined.GetSelf().GetRole(), joined.GetSelf().GetParticipantId(), joined.GetRoomId()
 	trace.SpanFromContext(ctx).SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID), attrRole.String(roleName(s.role)))
 	return joined, nil
@@ -224,7 +229,6 @@ func (s *session) startEvents() {
 // it points into the reader's frame buffer, which is reused before the link sends it.
 func (s *session) sendSignal(ctx context.Context, sig *roomv1.Signal) {
 	sig.Data = bytes.Clone(sig.Data)
-	// A stream that is down has told the session (lost), which closes the socket.
 	s.g.link.send(&roomv1.MemberRequest{SessionId: s.id, TraceContext: s.g.in.inject(ctx), Msg: &roomv1.MemberRequest_Signal{Signal: sig}})
 }
 
@@ -244,9 +248,23 @@ func (s *session) drop() {
 	s.g.link.leave(s.id, &roomv1.MemberRequest{Msg: &roomv1.MemberRequest_Detach{Detach: &roomv1.Detach{}}})
 }
 
+// resumeToken is the member's latest resume token (linkMember).
+func (s *session) resumeToken() string {
+	if t := s.token.Load(); t != nil {
+		return *t
+	}
+	return ""
+}
+
 // event queues one roomsvc event for the client (linkMember). Called by the link's reader: it
-// never blocks. A socket whose queue is full is not reading, and is disconnected.
+// never blocks. A socket whose queue is full is not reading, and is disconnected. A Joined is
+// the link's re-attach after a break: the client, still connected, needs nothing of it.
 func (s *session) event(ev *roomv1.MemberEvent) {
+	if j := ev.GetJoined(); j != nil {
+		tok := j.GetResumeToken()
+		s.token.Store(&tok)
+		return
+	}
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
 	if s.overflow {
@@ -262,8 +280,9 @@ func (s *session) event(ev *roomv1.MemberEvent) {
 	s.kickLocked()
 }
 
-// lost is the link's news that the stream to roomsvc broke (linkMember): roomsvc holds the
-// member, and the client is told to reconnect and resume, after the events already queued.
+// lost is the link's news that the stream to roomsvc stayed down too long to re-attach the
+// member (linkMember): the client is told to reconnect and resume, after the events already
+// queued.
 func (s *session) lost() {
 	s.event(&roomv1.MemberEvent{Event: &roomv1.MemberEvent_Ended{Ended: &roomv1.Ended{
 		Code: uint32(connect.CodeUnavailable), Reason: "link_lost", Message: "stream to the room service broke",

@@ -53,9 +53,10 @@ type session struct {
 	ended bool
 
 	// Guarded by link.mu:
-	m       *member               // the member, once entered or resumed
-	pending bool                  // credentials are being issued; the member does not exist yet
-	quit    *roomv1.MemberRequest // a leave or detach that arrived while pending
+	m       *member                 // the member, once entered or resumed
+	pending bool                    // entering or resuming: later requests are held
+	held    []*roomv1.MemberRequest // requests that came while pending, applied once settled
+	quit    *roomv1.MemberRequest   // a leave or detach that arrived while pending
 }
 
 // cause is the client message being handled: events it produces carry its trace context, and
@@ -72,8 +73,8 @@ func noCause() cause { return cause{span: trace.SpanFromContext(context.Backgrou
 type hubConfig struct {
 	grace      time.Duration
 	tokenTTL   time.Duration
-	queueLimit int // events kept for one held member
-	lobbyMax   int // members one lobby may hold; 0 means DefaultLobbyMaxMembers
+	queueLimit int    // events kept for one held member
+	lobbyMax   int    // members one lobby may hold; 0 means DefaultLobbyMaxMembers
 	secret     string // keys room ids and resume tokens; empty means random keys
 	now        func() time.Time
 	// gone is called (under locks: it must not block) when a member is gone for good.
@@ -109,7 +110,7 @@ func newHub(cfg hubConfig) *hub {
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
 	}
-	return &hub{hubConfig: cfg, keys: newKeys(cfg.secret), started: cfg.now().Truncate(time.Second),
+	return &hub{hubConfig: cfg, keys: newKeys(cfg.secret), started: cfg.now().Truncate(time.Millisecond),
 		rooms: map[string]*room{}, members: map[string]*member{}}
 }
 

@@ -12,6 +12,10 @@ import (
 // is ended and its members are held for a resume.
 const outboxLimit = 1 << 16
 
+// maxHeldRequests bounds the requests kept for a session while it enters or resumes (a
+// gateway re-attaching a member sends its queued signals right behind the resume).
+const maxHeldRequests = 1024
+
 // link is one gateway stream: the sessions it carries and the events waiting to be written to
 // it. The hub hands events to deliver under room locks, so deliver never blocks; the writer
 // takes everything queued at once and sends it as one batch.
@@ -160,19 +164,39 @@ func (l *link) open(id uint64) (sess *session, fresh bool) {
 	return sess, true
 }
 
-// lookup finds session id and its member. For a session still entering, a leave or detach is
-// recorded for the enter to apply, and the member is nil.
-func (l *link) lookup(id uint64, r *roomv1.MemberRequest) (*session, *member) {
+// lookup finds session id and its member. A request for a session still entering is held
+// (held true) to be applied, in order, once the session is a member; a leave or detach is
+// also recorded for the enter to see.
+func (l *link) lookup(id uint64, r *roomv1.MemberRequest) (sess *session, m *member, held bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	sess := l.sessions[id]
+	sess = l.sessions[id]
 	if sess == nil {
-		return nil, nil
+		return nil, nil, false
 	}
-	if sess.pending && (r.GetLeave() != nil || r.GetDetach() != nil) && sess.quit == nil {
-		sess.quit = r
+	if sess.pending {
+		if (r.GetLeave() != nil || r.GetDetach() != nil) && sess.quit == nil {
+			sess.quit = r
+		}
+		if len(sess.held) < maxHeldRequests {
+			sess.held = append(sess.held, r)
+		}
+		return sess, nil, true
 	}
-	return sess, sess.m
+	return sess, sess.m, false
+}
+
+// nextHeld hands over the requests held while the session was entering; when there are none
+// left the session stops holding. Called by settle until it returns none.
+func (l *link) nextHeld(sess *session) []*roomv1.MemberRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := sess.held
+	sess.held = nil
+	if len(held) == 0 {
+		sess.pending = false
+	}
+	return held
 }
 
 // proceed reports whether a pending session may become a member: false when the gateway gave

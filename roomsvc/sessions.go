@@ -122,8 +122,10 @@ func (s *Service) dispatch(l *link, r *roomv1.MemberRequest) {
 		s.resume(l, r, msg.Resume.GetResumeToken())
 		return
 	}
-	sess, m := l.lookup(r.SessionId, r)
+	sess, m, held := l.lookup(r.SessionId, r)
 	switch {
+	case held:
+		return // applied once the session is a member
 	case sess == nil:
 		// Never entered, or already over: the gateway forgets a session on its Ended.
 		switch {
@@ -135,14 +137,12 @@ func (s *Service) dispatch(l *link, r *roomv1.MemberRequest) {
 			l.end(r.SessionId, errNotJoined)
 		}
 		return
-	case m == nil:
-		// Still entering: a leave or detach was recorded for the enter to apply; a signal is
-		// answered, since the member does not exist yet.
-		if sig := r.GetSignal(); sig != nil {
-			l.deliver(r.SessionId, signalError(sig.Type, codeNotJoined, "not a member yet: wait for joined", cause{}))
-		}
-		return
 	}
+	s.apply(l, sess, m, r)
+}
+
+// apply applies a member's signal, leave or detach.
+func (s *Service) apply(l *link, sess *session, m *member, r *roomv1.MemberRequest) {
 	switch msg := r.Msg.(type) {
 	case *roomv1.MemberRequest_Signal:
 		sig := msg.Signal
@@ -251,20 +251,27 @@ func (s *Service) resume(l *link, r *roomv1.MemberRequest, token string) {
 	})
 }
 
-// settle records the member of a session that just entered or resumed, and applies a leave or
-// detach that arrived meanwhile (or the link's end).
+// settle records the member of a session that just entered or resumed, then applies what
+// came for it meanwhile, in order: held requests (signals, a leave or detach), or the link's
+// end.
 func (s *Service) settle(l *link, sess *session, m *member, c cause) {
 	l.mu.Lock()
-	sess.m, sess.pending = m, false
-	quit, closed := sess.quit, l.closed
+	sess.m = m
+	closed := l.closed
 	l.mu.Unlock()
-	switch {
-	case quit.GetLeave() != nil:
-		s.hub.leave(m, sess, leaveReason(quit.GetLeave()), c)
-		l.forget(sess.id)
-	case quit != nil || closed:
+	if closed {
 		s.hub.detach(m, sess)
 		l.forget(sess.id)
+		return
+	}
+	for {
+		held := l.nextHeld(sess)
+		if len(held) == 0 {
+			return
+		}
+		for _, r := range held {
+			s.apply(l, sess, m, r)
+		}
 	}
 }
 

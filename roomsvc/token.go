@@ -16,7 +16,7 @@ import (
 
 // Resume tokens look like "v2.<payload>.<mac>", both parts unpadded base64url:
 //
-//	payload = participant_id "\n" room_id "\n" expiry "\n" issued (unix seconds, decimal)
+//	payload = participant_id "\n" room_id "\n" expiry (unix seconds) "\n" issued (unix ms)
 //	          "\n" room kind "\n" role (enum numbers) "\n" hint "\n" peer id
 //	mac     = HMAC-SHA256(token key, "v2." + <payload part as sent>)
 //
@@ -82,7 +82,7 @@ type tokenClaims struct {
 
 func (k keys) signToken(c tokenClaims) string {
 	payload := strings.Join([]string{
-		c.participantID, c.roomID, strconv.FormatInt(c.expiry.Unix(), 10), strconv.FormatInt(c.issued.Unix(), 10),
+		c.participantID, c.roomID, strconv.FormatInt(c.expiry.Unix(), 10), strconv.FormatInt(c.issued.UnixMilli(), 10),
 		strconv.Itoa(int(c.kind)), strconv.Itoa(int(c.role)), c.hint, c.peerID,
 	}, "\n")
 	signed := tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(payload))
@@ -128,7 +128,7 @@ func (k keys) verifyToken(tok string, now time.Time) (tokenClaims, error) {
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return tokenClaims{}, errTokenMalformed
 	}
-	c := tokenClaims{participantID: parts[0], roomID: parts[1], expiry: time.Unix(exp, 0), issued: time.Unix(issued, 0),
+	c := tokenClaims{participantID: parts[0], roomID: parts[1], expiry: time.Unix(exp, 0), issued: time.UnixMilli(issued),
 		kind: roomv1.RoomKind(kind), role: roomv1.Role(role), hint: parts[6], peerID: parts[7]}
 	if !now.Before(c.expiry) {
 		return tokenClaims{}, errTokenExpired
