@@ -70,7 +70,9 @@ type roomLink struct {
 	mu        sync.Mutex
 	up        chan struct{} // closed while the stream is up; replaced when it goes down
 	isUp      bool
-	downSince time.Time // zero while up or before the first stream
+	sendFn    func(*roomv1.SessionsRequest) error // the stream's Send while it is up
+	writing   bool                                // a goroutine is sending queued requests
+	downSince time.Time                           // zero while up or before the first stream
 	// After a break, requests wait in afterReattach until every re-attach is answered, so
 	// that a member's signals find the other members already back in roomsvc.
 	reattachWait  int
@@ -136,6 +138,9 @@ func (l *roomLink) serve(ctx context.Context) (wasUp bool, err error) {
 		return false, err
 	}
 	l.setUp(true)
+	l.mu.Lock()
+	l.sendFn = stream.Send
+	l.mu.Unlock()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -152,6 +157,9 @@ func (l *roomLink) serve(ctx context.Context) (wasUp bool, err error) {
 	}
 	cancel()
 	<-writerDone
+	l.mu.Lock()
+	l.sendFn = nil
+	l.mu.Unlock()
 	l.setUp(false)
 	return true, err
 }
@@ -182,7 +190,17 @@ func (l *roomLink) setUp(up bool) {
 	}
 	close(l.up)
 	l.downSince = time.Time{}
+	// Only members' requests survive a break: an enter whose join already failed must not
+	// reach roomsvc, or it would hold a slot nobody answers for.
+	kept := l.out[:0]
+	for _, r := range l.out {
+		if e := l.members[r.SessionId]; e != nil && e.join == nil && r.GetEnter() == nil && r.GetResume() == nil {
+			kept = append(kept, r)
+		}
+	}
+	l.out = kept
 	if len(l.members) == 0 {
+		l.out, l.outBytes = nil, 0
 		l.mu.Unlock()
 		return
 	}
@@ -194,11 +212,7 @@ func (l *roomLink) setUp(up bool) {
 	}
 	n := len(resumes)
 	l.reattachWait = n
-	for _, r := range l.out {
-		if r.GetResume() == nil { // an earlier break's re-attach: the new one replaces it
-			l.afterReattach = append(l.afterReattach, r)
-		}
-	}
+	l.afterReattach = append(l.afterReattach, l.out...)
 	l.out, l.outBytes = resumes, n*256
 	l.signal()
 	l.mu.Unlock()
@@ -260,19 +274,49 @@ func (l *roomLink) write(ctx, streamCtx context.Context, send func(*roomv1.Sessi
 			stopping = true
 		case <-l.wake:
 		}
-		for {
-			batch := l.take()
-			if len(batch) == 0 {
-				break
-			}
-			if err := send(&roomv1.SessionsRequest{Requests: batch}); err != nil {
-				l.requeue(batch) // sent again after the re-attach
-				return           // the reader sees the break
-			}
+		if !l.drain(send) {
+			return // the reader sees the break
 		}
 		if stopping {
 			return
 		}
+	}
+}
+
+// drain sends queued requests until none are left, unless another goroutine is already doing
+// so (it then sends them). false means a send failed: the batch is queued again for the next
+// stream.
+func (l *roomLink) drain(send func(*roomv1.SessionsRequest) error) bool {
+	l.mu.Lock()
+	if l.writing {
+		l.mu.Unlock()
+		return true
+	}
+	l.writing = true
+	l.mu.Unlock()
+	for {
+		batch := l.take()
+		if len(batch) == 0 {
+			return true // take cleared writing
+		}
+		if err := send(&roomv1.SessionsRequest{Requests: batch}); err != nil {
+			l.requeue(batch)
+			l.mu.Lock()
+			l.writing = false
+			l.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// flush sends what the caller just queued on the caller's goroutine (a socket's reader), which
+// saves waking the writer; another goroutine already sending takes it along instead.
+func (l *roomLink) flush() {
+	l.mu.Lock()
+	send := l.sendFn
+	l.mu.Unlock()
+	if send != nil {
+		l.drain(send)
 	}
 }
 
@@ -287,10 +331,15 @@ func (l *roomLink) requeue(batch []*roomv1.MemberRequest) {
 	}
 }
 
-// take returns the queued requests, at most linkBatchBytes of them.
+// take returns the queued requests, at most linkBatchBytes of them; with none left it ends
+// the caller's turn as the sender (writing).
 func (l *roomLink) take() []*roomv1.MemberRequest {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.out) == 0 {
+		l.writing = false
+		return nil
+	}
 	if l.outBytes <= linkBatchBytes {
 		batch := l.out
 		l.out, l.outBytes = nil, 0
@@ -304,9 +353,6 @@ func (l *roomLink) take() []*roomv1.MemberRequest {
 	batch := l.out[:n:n]
 	l.out = l.out[n:]
 	l.outBytes -= size
-	if l.outBytes > 0 {
-		l.signal()
-	}
 	return batch
 }
 
@@ -371,6 +417,7 @@ func (l *roomLink) send(r *roomv1.MemberRequest) {
 	}
 	l.queueLocked(r)
 	l.mu.Unlock()
+	l.flush()
 }
 
 // queueLocked queues r, behind the re-attaches while they are not all answered. l.mu held.
@@ -381,7 +428,6 @@ func (l *roomLink) queueLocked(r *roomv1.MemberRequest) {
 	}
 	l.out = append(l.out, r)
 	l.outBytes += requestSize(r)
-	l.signal()
 }
 
 // open starts session id with first (an enter or a resume) and waits, at most timeout, for
@@ -407,10 +453,9 @@ func (l *roomLink) open(ctx context.Context, id uint64, m linkMember, first *roo
 	}
 	l.members[id] = &linkEntry{m: m, join: join}
 	first.SessionId = id
-	l.out = append(l.out, first)
-	l.outBytes += requestSize(first)
-	l.signal()
+	l.queueLocked(first)
 	l.mu.Unlock()
+	l.flush()
 	select {
 	case ev, ok := <-join:
 		if !ok {
@@ -429,11 +474,11 @@ func (l *roomLink) open(ctx context.Context, id uint64, m linkMember, first *roo
 func (l *roomLink) leave(id uint64, r *roomv1.MemberRequest) {
 	r.SessionId = id
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	e := l.members[id]
 	if !l.isUp {
 		if e == nil || e.join != nil {
 			delete(l.members, id)
+			l.mu.Unlock()
 			return
 		}
 		e.gone = true
@@ -443,4 +488,6 @@ func (l *roomLink) leave(id uint64, r *roomv1.MemberRequest) {
 		e.gone = true // forgotten once its re-attach is answered
 	}
 	l.queueLocked(r)
+	l.mu.Unlock()
+	l.flush()
 }

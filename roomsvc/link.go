@@ -28,12 +28,17 @@ type link struct {
 	sessions map[uint64]*session
 	closed   bool // the stream is over: no new session
 
-	outMu  sync.Mutex
-	out    []*roomv1.MemberEvent
-	ended  []uint64 // sessions the hub ended, to forget once their last event is taken
-	ack    bool     // answer the gateway's hello with an empty batch
-	broken bool     // no more events: the stream is ending
-	wake   chan struct{}
+	// sendMu makes one goroutine at a time take and send a batch: the writer, or the receive
+	// loop right after it applied a batch of requests (which saves waking the writer).
+	sendMu sync.Mutex
+
+	outMu       sync.Mutex
+	dispatching bool // the receive loop is applying requests and sends what they cause after
+	out         []*roomv1.MemberEvent
+	ended       []uint64 // sessions the hub ended, to forget once their last event is taken
+	ack         bool     // answer the gateway's hello with an empty batch
+	broken      bool     // no more events: the stream is ending
+	wake        chan struct{}
 }
 
 func newLink(interrupt func()) *link {
@@ -54,9 +59,38 @@ func (l *link) deliver(id uint64, ev *roomv1.MemberEvent) bool {
 		return false
 	}
 	l.out = append(l.out, &roomv1.MemberEvent{SessionId: id, TraceContext: ev.TraceContext, Event: ev.Event})
+	wake := !l.dispatching
 	l.outMu.Unlock()
-	l.signal()
+	if wake {
+		l.signal()
+	}
 	return true
+}
+
+// beginDispatch marks the receive loop as applying requests: the events they cause wait for
+// its endDispatch instead of waking the writer.
+func (l *link) beginDispatch() {
+	l.outMu.Lock()
+	l.dispatching = true
+	l.outMu.Unlock()
+}
+
+// endDispatch sends what is queued on the receive loop's goroutine, unless the writer is
+// sending (then the writer is woken to take it).
+func (l *link) endDispatch(send func([]*roomv1.MemberEvent) error) error {
+	l.outMu.Lock()
+	l.dispatching = false
+	l.outMu.Unlock()
+	if !l.sendMu.TryLock() {
+		l.signal()
+		return nil
+	}
+	defer l.sendMu.Unlock()
+	batch, ok := l.take(nil)
+	if !ok {
+		return nil
+	}
+	return send(batch)
 }
 
 // end tells the gateway that session id is over (with Ended when rej is set) and forgets it.

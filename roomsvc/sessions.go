@@ -56,19 +56,26 @@ func (s *Service) Sessions(ctx context.Context, stream *sessionsStream) error {
 }
 
 // serveLink applies the requests recv returns until it fails, while a writer sends the link's
-// events with send. When the stream is over, every member it still carries is held for a
-// resume. It returns the writer's error, if sending failed.
+// events with send; the events a batch of requests causes are sent right after it, on this
+// goroutine, when the writer is not busy. When the stream is over, every member it still
+// carries is held for a resume. It returns the error of a failed send.
 func (s *Service) serveLink(l *link, recv func() ([]*roomv1.MemberRequest, error), send func([]*roomv1.MemberEvent) error) error {
 	stopWriter := make(chan struct{})
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- s.write(l, send, stopWriter) }()
+	var sendErr error
 	for {
 		reqs, err := recv()
 		if err != nil {
 			break
 		}
+		l.beginDispatch()
 		for _, r := range reqs {
 			s.dispatch(l, r)
+		}
+		if sendErr = l.endDispatch(send); sendErr != nil {
+			l.breakOff()
+			break
 		}
 	}
 	for _, sess := range l.close() {
@@ -81,7 +88,10 @@ func (s *Service) serveLink(l *link, recv func() ([]*roomv1.MemberRequest, error
 		// A pending session is held (or dropped) by its enter once the credentials arrive.
 	}
 	close(stopWriter)
-	return <-writerDone
+	if err := <-writerDone; sendErr == nil {
+		sendErr = err
+	}
+	return sendErr
 }
 
 // write sends what the link queues until stop, then sends what is left once. After a failed
@@ -95,13 +105,17 @@ func (s *Service) write(l *link, send func([]*roomv1.MemberEvent) error, stop <-
 		case <-stop:
 			stopping = true
 		}
+		l.sendMu.Lock()
 		batch, ok := l.take(spare)
+		var err error
 		if ok {
-			if err := send(batch); err != nil {
-				l.breakOff()
-				l.interrupt()
-				return err
-			}
+			err = send(batch)
+		}
+		l.sendMu.Unlock()
+		if err != nil {
+			l.breakOff()
+			l.interrupt()
+			return err
 		}
 		if stopping {
 			l.breakOff()
