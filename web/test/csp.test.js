@@ -29,6 +29,8 @@ test('index.html is accessible by construction', () => {
   assert.match(html, /role="status" aria-live="polite"/);
   assert.match(html, /id="self-video"[^>]*playsinline muted/);
   assert.match(html, /id="remote-video"[^>]*playsinline/);
+  assert.match(html, /id="safety"[^>]*aria-labelledby="safety-title"/, 'the safety code is a labelled region');
+  assert.match(html, /id="safety-hint"[^>]*>Compare these words with the other person: if they match, nobody is listening in\.</);
   // Every button has text or a label.
   for (const m of html.matchAll(/<button\b([^>]*)>([\s\S]*?)<\/button>/g)) {
     assert.ok(m[2].trim() || /aria-label=/.test(m[1]), `button ${m[1]} has a name`);

@@ -6,7 +6,7 @@ import { describeServerError, describeClose, describeMediaError, describePinProb
 import { selectedPair, pathOf, totalsOf, sampleOf, updateQuality, levelOf, describeQuality, qualityWord, qualityFigures, initialQuality, HOLD_SAMPLES } from '../static/js/quality.js';
 import { traceparent, traceIdOf } from '../static/js/trace.js';
 import { redact, debugEnabled, createLog } from '../static/js/log.js';
-import { screenOf, focusTarget, statusText } from '../static/js/view.js';
+import { screenOf, focusTarget, statusText, safetyText } from '../static/js/view.js';
 import { clampOffset } from '../static/js/drag.js';
 import { Phase, initialState } from '../static/js/state.js';
 
@@ -286,6 +286,15 @@ describe('view rules', () => {
     assert.equal(statusText({ ...s, phase: Phase.CALL, path: 'relay' }), 'Connected through the relay server.');
     assert.equal(statusText({ ...s, phase: Phase.CALL, path: 'direct' }), 'Connected.');
     assert.equal(statusText({ ...s, notice: { code: 'x', text: 'Hello' } }), 'Hello');
+  });
+
+  test('safety code: the words, only while there is another person', () => {
+    const s = { ...initialState(), safety: ['acorn', 'tiger', 'pearl', 'zoo'] };
+    for (const phase of [Phase.NEGOTIATING, Phase.CALL, Phase.RECONNECTING]) {
+      assert.equal(safetyText({ ...s, phase }), 'acorn tiger pearl zoo', phase);
+    }
+    for (const phase of [Phase.PIN, Phase.WAITING, Phase.ENDED, Phase.ERROR]) assert.equal(safetyText({ ...s, phase }), '', phase);
+    assert.equal(safetyText({ ...s, phase: Phase.CALL, safety: null }), '');
   });
 });
 

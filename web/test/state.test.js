@@ -382,6 +382,42 @@ describe('in a call', () => {
   });
 });
 
+describe('safety code', () => {
+  const words = ['acorn', 'tiger', 'pearl', 'zoo', 'lake', 'drum'];
+
+  test('kept from negotiating on, through ICE recovery', () => {
+    const n = reduce(atNegotiatingOfferer(), { type: 'SAFETY_CODE', words });
+    assert.deepEqual(n.state.safety, words);
+    assert.deepEqual(n.effects, []);
+    const c = reduce(n.state, { type: 'ICE_STATE', state: 'connected' }).state;
+    assert.deepEqual(c.safety, words, 'connecting keeps the code');
+    assert.deepEqual(reduce(atCallAnswerer(), { type: 'SAFETY_CODE', words }).state.safety, words);
+    const r = reduce(reduce(c, { type: 'ICE_STATE', state: 'failed' }).state, { type: 'SAFETY_CODE', words: ['bee'] });
+    assert.equal(r.state.phase, Phase.RECONNECTING);
+    assert.deepEqual(r.state.safety, ['bee'], 'a renegotiation replaces it');
+  });
+
+  test('no words means no code', () => {
+    const s = reduce(atCall(), { type: 'SAFETY_CODE', words }).state;
+    assert.equal(reduce(s, { type: 'SAFETY_CODE', words: null }).state.safety, null);
+    assert.equal(reduce(s, { type: 'SAFETY_CODE', words: [] }).state.safety, null);
+    assert.equal(reduce(s, { type: 'SAFETY_CODE' }).state.safety, null);
+  });
+
+  test('ignored without a peer', () => {
+    for (const s of [atPin(), atMedia(), atJoinSent(), atWaiting()]) {
+      assert.equal(reduce(s, { type: 'SAFETY_CODE', words }).state.safety, null, s.phase);
+    }
+  });
+
+  test('dropped when the other person leaves or the call ends', () => {
+    const s = reduce(atCall(), { type: 'SAFETY_CODE', words }).state;
+    assert.equal(reduce(s, msg({ type: 'peer-left' })).state.safety, null);
+    assert.equal(reduce(s, { type: 'HANG_UP' }).state.safety, null);
+    assert.equal(reduce(s, { type: 'PC_ERROR' }).state.safety, null);
+  });
+});
+
 describe('ICE recovery', () => {
   test('disconnected: wait a grace period before restarting', () => {
     const r = reduce(atCall(), { type: 'ICE_STATE', state: 'disconnected' });

@@ -1,6 +1,9 @@
 // The RTCPeerConnection to the other member. Offers, answers and candidates go out as actions
 // (LOCAL_DESCRIPTION, LOCAL_CANDIDATE) so the reducer decides what is sent; every event of a
-// replaced connection is ignored.
+// replaced connection is ignored. Once a negotiation completes, the safety code of the two
+// descriptions goes out as SAFETY_CODE.
+
+import { safetyCode } from './safety.js';
 
 // Remote candidates that arrive before the remote description are held; an offer with a few
 // dozen candidates is normal, more is a misbehaving peer.
@@ -48,6 +51,21 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
         if (err?.name === 'NotAllowedError') onRemotePlayBlocked();
       });
     };
+  }
+
+  // reportSafety derives the safety code from the descriptions in effect (both set, no offer
+  // pending) and reports it, unless the connection was replaced meanwhile.
+  async function reportSafety(p) {
+    const local = p.currentLocalDescription;
+    const remote = p.currentRemoteDescription;
+    if (pc !== p || p.signalingState !== 'stable' || !local || !remote) return;
+    let words = null;
+    try {
+      words = await safetyCode(local.sdp, remote.sdp);
+    } catch (err) {
+      log.warn('safety code', err?.name);
+    }
+    if (pc === p) dispatch({ type: 'SAFETY_CODE', words });
   }
 
   const guard = (p, err, what) => {
@@ -108,6 +126,7 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
       if (pc !== p) return;
       dispatch({ type: 'LOCAL_DESCRIPTION', description: plain(p.localDescription) });
       reportIce(p);
+      await reportSafety(p);
     } catch (err) {
       guard(p, err, 'answer');
     }
@@ -122,6 +141,7 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
       flushPending(p);
       await applying;
       reportIce(p);
+      await reportSafety(p);
     } catch (err) {
       guard(p, err, 'remote description');
     }

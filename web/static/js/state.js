@@ -62,6 +62,7 @@ export function initialState({ pin = '' } = {}) {
     lastServerError: null, // {code, text} of an error that did not end the call by itself
     path: null, // 'direct' | 'relay' once a candidate pair is selected
     quality: initialQuality,
+    safety: null, // the safety code's words once both descriptions are set (safety.js)
     media: { audio: false, video: false, cameras: 0, muted: false, cameraOff: false },
     selfViewHidden: false,
   };
@@ -195,7 +196,7 @@ function onServerMessage(state, msg) {
       if (!IN_ROOM.has(state.phase)) return out(state);
       // Stay in the room: the PIN still works, and whoever joins next gets our offer.
       return out(
-        { ...state, phase: Phase.WAITING, peer: false, offerer: false, path: null, iceState: 'new', iceRestarts: 0, quality: initialQuality, notice: { code: 'peer-left', text: 'The other person left the call. You can wait for them here, or hang up.' } },
+        { ...state, phase: Phase.WAITING, peer: false, offerer: false, path: null, iceState: 'new', iceRestarts: 0, quality: initialQuality, safety: null, notice: { code: 'peer-left', text: 'The other person left the call. You can wait for them here, or hang up.' } },
         [...cancel('negotiate', 'ice-grace', 'ice-restart'), { type: 'stats.stop' }, { type: 'pc.create', session: state.session }],
       );
     }
@@ -348,6 +349,11 @@ export function reduce(state, action) {
       return out(state, [send({ type: 'ice-candidate', data: action.candidate })]);
     case 'ICE_STATE':
       return onIceState(state, action.state);
+    case 'SAFETY_CODE': {
+      if (!WITH_PEER.has(state.phase)) return out(state);
+      const words = Array.isArray(action.words) && action.words.length ? action.words : null;
+      return out({ ...state, safety: words });
+    }
     case 'PC_ERROR':
       if (!IN_ROOM.has(state.phase)) return out(state);
       return finish(state, Phase.ERROR, { problem: callProblems.PEER_SETUP }, { leave: true });

@@ -46,6 +46,13 @@ export function statusText(state) {
   return '';
 }
 
+// safetyText is the safety code as shown, or '' when there is none to compare: it needs the
+// other person's description, so it is shown from negotiating on, never while waiting.
+export function safetyText(state) {
+  const withPeer = state.phase === Phase.NEGOTIATING || state.phase === Phase.CALL || state.phase === Phase.RECONNECTING;
+  return withPeer && Array.isArray(state.safety) ? state.safety.join(' ') : '';
+}
+
 export function createView(doc) {
   const $ = (id) => doc.getElementById(id);
   const el = {
@@ -65,6 +72,8 @@ export function createView(doc) {
     quality: $('quality'),
     qualityWord: $('quality-word'),
     qualityDetail: $('quality-detail'),
+    safety: $('safety'),
+    safetyWords: $('safety-words'),
     selfView: $('self-view'),
     controls: $('controls'),
     mute: $('mute'),
@@ -150,6 +159,27 @@ export function createView(doc) {
     const figures = qualityFigures(s.quality);
     setText(el.qualityDetail, figures ? `connection: ${figures}` : 'connection');
     el.quality.title = describeQuality(s.quality);
+
+    const code = safetyText(s);
+    show(el.safety, !!code);
+    renderSafetyWords(code);
+  }
+
+  // renderSafetyWords shows the code in groups of three words that never break apart, so six
+  // words read as two lines of three on any width.
+  function renderSafetyWords(code) {
+    if (el.safetyWords.dataset.code === code) return;
+    el.safetyWords.dataset.code = code;
+    const words = code ? code.split(' ') : [];
+    const parts = [];
+    for (let i = 0; i < words.length; i += 3) {
+      const group = doc.createElement('span');
+      group.className = 'safety-group';
+      group.textContent = words.slice(i, i + 3).join(' ');
+      if (parts.length) parts.push(' ');
+      parts.push(group);
+    }
+    el.safetyWords.replaceChildren(...parts);
   }
 
   function renderEnd(s) {
