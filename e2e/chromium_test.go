@@ -116,7 +116,8 @@ type browser struct {
 	ctx context.Context
 }
 
-// startChromium starts Chromium with the flags TOOLING.md lists and a fresh profile.
+// startChromium starts headless Chromium (flags for a sandbox-less container) with a fresh
+// profile.
 func startChromium(t *testing.T, ctx context.Context) *browser {
 	t.Helper()
 	path, err := chromiumPath()

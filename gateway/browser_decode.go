@@ -8,7 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-// Browser message types (DESIGN.md §3, plus this project's ping and resume extensions).
+// Browser message types (docs/protocol.md, "The browser dialect"), plus this project's ping and
+// resume extensions.
 const (
 	typeJoinPin      = "join-pin"
 	typeOffer        = "offer"

@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// Flutter dialect message types (flutter-webrtc-server, DESIGN.md §4).
+// Flutter dialect message types (flutter-webrtc-server; docs/protocol.md, "The Flutter dialect").
 const (
 	flutterNew       = "new"
 	flutterOffer     = "offer"
