@@ -61,7 +61,7 @@ func (a *apiTurn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !originAllowed(r, a.origins) {
-		a.g.in.reject(r.Context(), rejectOrigin)
+		a.g.instruments.reject(r.Context(), rejectOrigin)
 		writeJSON(w, http.StatusForbidden, apiError{"origin not allowed: call /api/turn from this site, or add the origin to API_TURN_CORS_ORIGINS", "ORIGIN_NOT_ALLOWED"})
 		return
 	}
@@ -81,7 +81,7 @@ func (a *apiTurn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	ctx, span := a.g.in.tracer.Start(r.Context(), "api turn", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := a.g.instruments.tracer.Start(r.Context(), "api turn", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	status, outcome := a.serve(ctx, w, r)
 	span.SetAttributes(attrOutcome.String(outcome))
@@ -104,7 +104,7 @@ func (a *apiTurn) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return refuseAPI(w, http.StatusBadRequest, "bad_request", "username is required, given once", "INVALID_USERNAME")
 	}
 	if ok, wait := a.limiter.allow(clientAddr(r), time.Now()); !ok {
-		a.g.in.reject(ctx, rejectRate)
+		a.g.instruments.reject(ctx, rejectRate)
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		return refuseAPI(w, http.StatusTooManyRequests, "rate", "too many requests from your address: try again later", "RATE_LIMITED")
 	}

@@ -24,24 +24,26 @@ func (b *browserDialect) errorFrame(e wireError) []byte {
 
 func (*browserDialect) resumable() bool { return true }
 
-func (b *browserDialect) metricAttr() metric.MeasurementOption { return b.s.g.in.browserDialect }
+func (b *browserDialect) metricAttr() metric.MeasurementOption {
+	return b.s.g.instruments.browserDialect
+}
 
 // handle decodes one frame and runs it under its `signal <type>` span; false ends the session.
 func (b *browserDialect) handle(ctx context.Context, data []byte) bool {
 	s := b.s
 	m, err := decodeBrowser(data)
 	if err != nil {
-		s.g.in.reject(ctx, rejectInvalid)
+		s.g.instruments.reject(ctx, rejectInvalid)
 		s.fail(ctx, websocket.StatusPolicyViolation, wireError{Text: "Invalid message: " + detail(err), Code: codeInvalidMessage})
 		return false
 	}
-	s.g.in.countMessage(ctx, m.Type)
+	s.g.instruments.countMessage(ctx, m.Type)
 	if m.Type == typePing {
 		// Keepalives are answered without a span: they would be most of the traces.
 		s.write(msgPong)
 		return true
 	}
-	ctx, span := s.g.in.tracer.Start(s.g.in.browserParent(ctx, &m), spanName(signalSpanNames, "signal ", m.Type),
+	ctx, span := s.g.instruments.tracer.Start(s.g.instruments.browserParent(ctx, &m), spanName(signalSpanNames, "signal ", m.Type),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
 	defer span.End()
 	if s.participant != "" {

@@ -29,24 +29,26 @@ func (f *flutterDialect) errorFrame(e wireError) []byte { return encodeFlutterEr
 // A Flutter app cannot resume, so a dropped socket leaves at once and the others are told.
 func (f *flutterDialect) resumable() bool { return false }
 
-func (f *flutterDialect) metricAttr() metric.MeasurementOption { return f.s.g.in.flutterDialect }
+func (f *flutterDialect) metricAttr() metric.MeasurementOption {
+	return f.s.g.instruments.flutterDialect
+}
 
 // handle decodes one frame and runs it under its `signal <type>` span.
 func (f *flutterDialect) handle(ctx context.Context, data []byte) bool {
 	s := f.s
 	m, err := decodeFlutter(data)
 	if err != nil {
-		s.g.in.reject(ctx, rejectInvalid)
+		s.g.instruments.reject(ctx, rejectInvalid)
 		s.fail(ctx, websocket.StatusPolicyViolation, wireError{Request: truncate(m.Type, 32), Text: "Invalid message: " + detail(err), Code: codeInvalidMessage})
 		return false
 	}
-	s.g.in.countMessage(ctx, m.Type)
+	s.g.instruments.countMessage(ctx, m.Type)
 	if m.Type == flutterKeepalive {
 		// Answered without a span, like the browser's ping: they would be most of the traces.
 		s.write(msgKeepalive)
 		return true
 	}
-	ctx, span := s.g.in.tracer.Start(s.g.in.clientParent(ctx, m.Traceparent, m.Tracestate), spanName(signalSpanNames, "signal ", m.Type),
+	ctx, span := s.g.instruments.tracer.Start(s.g.instruments.clientParent(ctx, m.Traceparent, m.Tracestate), spanName(signalSpanNames, "signal ", m.Type),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
 	defer span.End()
 	if s.participant != "" {

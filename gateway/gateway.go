@@ -21,15 +21,15 @@ import (
 // Gateway is the public edge service. It keeps live sockets, never room state: rooms live in
 // roomsvc, reached through one Sessions stream that carries every socket's membership.
 type Gateway struct {
-	cfg   Config
-	srv   *platform.Server
-	link  *roomLink
-	creds credv1connect.CredentialServiceClient // for /api/turn
-	in    *instruments
-	joins *joinLimiter
-	socks *socketCap
-	cap   *capacity
-	edge  *edge.Edge // nil when DOMAIN is empty
+	cfg         Config
+	srv         *platform.Server
+	link        *roomLink
+	creds       credv1connect.CredentialServiceClient // for /api/turn
+	instruments *instruments
+	joins       *joinLimiter
+	socks       *socketCap
+	cap         *capacity
+	edge        *edge.Edge // nil when DOMAIN is empty
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -54,13 +54,13 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	h2c := platform.NewH2CClient()
 	g := &Gateway{
-		cfg:      cfg,
-		creds:    credv1connect.NewCredentialServiceClient(h2c, cfg.CredsvcURL, opts...),
-		in:       in,
-		joins:    newJoinLimiter(cfg.Limits),
-		socks:    newSocketCap(cfg.Limits.MaxSocketsPerAddress),
-		cap:      &capacity{max: maxSockets},
-		sessions: map[*session]struct{}{},
+		cfg:         cfg,
+		creds:       credv1connect.NewCredentialServiceClient(h2c, cfg.CredsvcURL, opts...),
+		instruments: in,
+		joins:       newJoinLimiter(cfg.Limits),
+		socks:       newSocketCap(cfg.Limits.MaxSocketsPerAddress),
+		cap:         &capacity{max: maxSockets},
+		sessions:    map[*session]struct{}{},
 	}
 	g.link = newRoomLink(roomv1connect.NewRoomServiceClient(h2c, cfg.RoomsvcURL, opts...), cfg.Logger())
 	srv, err := platform.NewServer("gateway", cfg.Addr, cfg.Listener, cfg.Logger())
@@ -152,19 +152,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 // session on a goroutine of its own.
 func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !originAllowed(r, g.cfg.AllowedOrigins) {
-		g.in.reject(r.Context(), rejectOrigin)
+		g.instruments.reject(r.Context(), rejectOrigin)
 		http.Error(w, "origin not allowed: open the page from this site, or add its origin to ALLOWED_ORIGINS", http.StatusForbidden)
 		return
 	}
 	if !g.cap.acquire() {
-		g.in.reject(r.Context(), rejectFull)
+		g.instruments.reject(r.Context(), rejectFull)
 		refuseFull(w, r)
 		return
 	}
 	addr := clientAddr(r)
 	if !g.socks.acquire(addr) {
 		g.cap.release()
-		g.in.reject(r.Context(), rejectSockets)
+		g.instruments.reject(r.Context(), rejectSockets)
 		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,8 +62,8 @@ type session struct {
 
 	// d is the socket's dialect: browser until a first frame of type "new" makes it Flutter.
 	// Set by the reader before any event is written; read-only afterwards.
-	d      dialect
-	frames int // text frames read, touched only by the reader
+	dialect dialect
+	frames  int // text frames read, touched only by the reader
 
 	// Events from roomsvc waiting to be written. A pump goroutine exists only while there are
 	// some: an idle socket costs its reader alone.
@@ -74,7 +75,7 @@ type session struct {
 
 	closeOnce sync.Once
 
-	// The join deadline: joinMu guards joinGate, and s.d against the timer's read.
+	// The join deadline: joinMu guards joinGate, and s.dialect against the timer's read.
 	joinMu    sync.Mutex
 	joinGate  int
 	joinTimer *time.Timer
@@ -89,7 +90,7 @@ const (
 
 func newSession(g *Gateway, conn *websocket.Conn, addr string) *session {
 	s := &session{g: g, conn: conn, addr: addr, log: g.cfg.Logger()}
-	s.d = &browserDialect{s: s}
+	s.dialect = &browserDialect{s: s}
 	return s
 }
 
@@ -97,8 +98,8 @@ func newSession(g *Gateway, conn *websocket.Conn, addr string) *session {
 // socket ended demands.
 func (s *session) run() {
 	ctx := context.Background()
-	s.g.in.connections.Add(ctx, 1, s.d.metricAttr())
-	defer func() { s.g.in.connections.Add(ctx, -1, s.d.metricAttr()) }()
+	s.g.instruments.connections.Add(ctx, 1, s.dialect.metricAttr())
+	defer func() { s.g.instruments.connections.Add(ctx, -1, s.dialect.metricAttr()) }()
 	max := s.g.cfg.Limits.MaxMessageBytes
 	s.conn.SetReadLimit(int64(max))
 	s.pinger.Store(time.AfterFunc(s.g.cfg.PingInterval, s.ping))
@@ -124,18 +125,18 @@ func (s *session) run() {
 		}
 		data := buf.Bytes()
 		if len(data) > max {
-			s.g.in.reject(ctx, rejectSize)
-			s.fail(ctx, websocket.StatusMessageTooBig, wireError{Text: "Message too big: the limit is " + itoa(max) + " bytes", Code: codeMessageTooBig})
+			s.g.instruments.reject(ctx, rejectSize)
+			s.fail(ctx, websocket.StatusMessageTooBig, wireError{Text: "Message too big: the limit is " + strconv.Itoa(max) + " bytes", Code: codeMessageTooBig})
 			return
 		}
 		ok, _ := s.msgs.take(time.Now(), s.g.cfg.Limits.MessagesPerSecond, float64(s.g.cfg.Limits.MessageBurst))
 		if !ok {
-			s.g.in.reject(ctx, rejectRate)
-			s.fail(ctx, websocket.StatusPolicyViolation, wireError{Text: "Too many messages: slow down (at most " + itoa(int(s.g.cfg.Limits.MessagesPerSecond)) + " per second)", Code: codeRateLimited})
+			s.g.instruments.reject(ctx, rejectRate)
+			s.fail(ctx, websocket.StatusPolicyViolation, wireError{Text: "Too many messages: slow down (at most " + strconv.Itoa(int(s.g.cfg.Limits.MessagesPerSecond)) + " per second)", Code: codeRateLimited})
 			return
 		}
 		if typ != websocket.MessageText {
-			s.g.in.reject(ctx, rejectInvalid)
+			s.g.instruments.reject(ctx, rejectInvalid)
 			s.fail(ctx, websocket.StatusPolicyViolation, wireError{Text: "Invalid message: binary frames are not part of the protocol", Code: codeInvalidMessage})
 			return
 		}
@@ -146,7 +147,7 @@ func (s *session) run() {
 		if s.state.Load() == stateIdle {
 			ok = s.handleApart(ctx, data)
 		} else {
-			ok = s.d.handle(ctx, data)
+			ok = s.dialect.handle(ctx, data)
 		}
 		putBuffer(buf) // handle has copied what it keeps (sendSignal)
 		if !ok {
@@ -161,19 +162,19 @@ func (s *session) run() {
 // the reader that then waits on an idle socket keeps a small stack.
 func (s *session) handleApart(ctx context.Context, data []byte) bool {
 	done := make(chan bool, 1)
-	go func() { done <- s.d.handle(ctx, data) }()
+	go func() { done <- s.dialect.handle(ctx, data) }()
 	return <-done
 }
 
 // becomeFlutter switches the socket to the Flutter dialect; it runs on the reader before the
 // first frame is handled, so before any event is written.
 func (s *session) becomeFlutter(ctx context.Context) {
-	old := s.d.metricAttr()
-	s.joinMu.Lock() // the join timer may read s.d
-	s.d = &flutterDialect{s: s}
+	old := s.dialect.metricAttr()
+	s.joinMu.Lock() // the join timer may read s.dialect
+	s.dialect = &flutterDialect{s: s}
 	s.joinMu.Unlock()
-	s.g.in.connections.Add(ctx, -1, old)
-	s.g.in.connections.Add(ctx, 1, s.d.metricAttr())
+	s.g.instruments.connections.Add(ctx, -1, old)
+	s.g.instruments.connections.Add(ctx, 1, s.dialect.metricAttr())
 }
 
 // allowJoin applies the per-address join limit; a refusal closes the socket with 1013.
@@ -182,10 +183,10 @@ func (s *session) allowJoin(ctx context.Context, request string) bool {
 	if ok {
 		return true
 	}
-	s.g.in.reject(ctx, rejectJoinRate)
+	s.g.instruments.reject(ctx, rejectJoinRate)
 	s.fail(ctx, websocket.StatusTryAgainLater, wireError{
 		Request:      request,
-		Text:         "Too many joins from your address: try again in " + itoa(int((wait+time.Second-1)/time.Second)) + " s",
+		Text:         "Too many joins from your address: try again in " + strconv.Itoa(int((wait+time.Second-1)/time.Second)) + " s",
 		Code:         codeJoinRateLimited,
 		RetryAfterMs: wait.Milliseconds(),
 	})
@@ -197,7 +198,7 @@ func (s *session) allowJoin(ctx context.Context, request string) bool {
 // It runs on the reader, so the client's next messages wait until the join is answered. After
 // a Joined the dialect writes its answer and calls startEvents.
 func (s *session) join(ctx context.Context, first *roomv1.MemberRequest) (*roomv1.Joined, *roomv1.Ended) {
-	first.TraceContext = s.g.in.inject(ctx)
+	first.TraceContext = s.g.instruments.inject(ctx)
 	s.id = s.g.link.newID()
 	ev, err := s.g.link.open(ctx, s.id, s, first, s.g.cfg.RPCTimeout)
 	if err != nil {
@@ -229,7 +230,7 @@ func (s *session) startEvents() {
 // it points into the reader's frame buffer, which is reused before the link sends it.
 func (s *session) sendSignal(ctx context.Context, sig *roomv1.Signal) {
 	sig.Data = bytes.Clone(sig.Data)
-	s.g.link.send(&roomv1.MemberRequest{SessionId: s.id, TraceContext: s.g.in.inject(ctx), Msg: &roomv1.MemberRequest_Signal{Signal: sig}})
+	s.g.link.send(&roomv1.MemberRequest{SessionId: s.id, TraceContext: s.g.instruments.inject(ctx), Msg: &roomv1.MemberRequest_Signal{Signal: sig}})
 }
 
 // leave ends the membership for good: roomsvc removes the member at once and tells the others.
@@ -237,7 +238,7 @@ func (s *session) leave(ctx context.Context, reason roomv1.LeaveReason) {
 	if !s.state.CompareAndSwap(stateJoined, stateLeft) {
 		return
 	}
-	s.g.link.leave(s.id, &roomv1.MemberRequest{TraceContext: s.g.in.inject(ctx), Msg: &roomv1.MemberRequest_Leave{Leave: &roomv1.Leave{Reason: reason}}})
+	s.g.link.leave(s.id, &roomv1.MemberRequest{TraceContext: s.g.instruments.inject(ctx), Msg: &roomv1.MemberRequest_Leave{Leave: &roomv1.Leave{Reason: reason}}})
 }
 
 // drop ends the membership without a leave: roomsvc holds the slot for a resume.
@@ -331,7 +332,7 @@ func (s *session) deliver(ev *roomv1.MemberEvent) {
 		s.refuse(websocket.StatusServiceRestart, wireError{Text: "Lost the connection to the room service: reconnect and resume", Code: codeServiceUnavailable})
 		return
 	}
-	s.d.deliver(ev)
+	s.dialect.deliver(ev)
 }
 
 // deliverTraced writes out, the client's form of ev, under a `deliver <typ>` span whose
@@ -339,9 +340,9 @@ func (s *session) deliver(ev *roomv1.MemberEvent) {
 func (s *session) deliverTraced(ev *roomv1.MemberEvent, typ string, out []byte) {
 	ctx := context.Background()
 	if len(ev.GetTraceContext()) > 0 {
-		ctx = s.g.in.propagator.Extract(ctx, mapCarrier(ev.GetTraceContext()))
+		ctx = s.g.instruments.propagator.Extract(ctx, mapCarrier(ev.GetTraceContext()))
 	}
-	_, span := s.g.in.tracer.Start(ctx, spanName(deliverSpanNames, "deliver ", typ), trace.WithSpanKind(trace.SpanKindProducer),
+	_, span := s.g.instruments.tracer.Start(ctx, spanName(deliverSpanNames, "deliver ", typ), trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attrMessageType.String(typ), attrParticipantID.String(s.participant), attrRoomID.String(s.roomID)))
 	s.write(out)
 	span.End()
@@ -351,15 +352,15 @@ func (s *session) deliverTraced(ev *roomv1.MemberEvent, typ string, out []byte) 
 // would (held for a resume where the dialect can resume), and it gets its error if it reads
 // again before the close handshake gives up.
 func (s *session) tooSlow() {
-	s.g.in.reject(context.Background(), rejectSlow)
+	s.g.instruments.reject(context.Background(), rejectSlow)
 	s.log.Warn("socket is not reading its events; disconnecting it", "participant", s.participant, "queued", s.g.cfg.SocketQueue)
-	if s.d.resumable() {
+	if s.dialect.resumable() {
 		s.drop()
 	} else {
 		s.leave(context.Background(), roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST)
 	}
 	s.refuse(websocket.StatusPolicyViolation, wireError{
-		Text: "Too slow: " + itoa(s.g.cfg.SocketQueue) + " messages were waiting for this connection; reconnect",
+		Text: "Too slow: " + strconv.Itoa(s.g.cfg.SocketQueue) + " messages were waiting for this connection; reconnect",
 		Code: codeSlowConsumer,
 	})
 }
@@ -374,7 +375,7 @@ func (s *session) socketEnded(err error) {
 		return
 	}
 	switch {
-	case !s.d.resumable():
+	case !s.dialect.resumable():
 		// A client that cannot resume would only leave a ghost for the grace period.
 		reason := roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST
 		if s.stopping.Load() {
@@ -391,14 +392,14 @@ func (s *session) socketEnded(err error) {
 
 // fail sends an error, ends the membership (a violation is a leave) and closes the socket.
 func (s *session) fail(ctx context.Context, code websocket.StatusCode, e wireError) {
-	s.write(s.d.errorFrame(e))
+	s.write(s.dialect.errorFrame(e))
 	s.leave(ctx, roomv1.LeaveReason_LEAVE_REASON_VIOLATION)
 	s.closeSocket(code, e.Text)
 }
 
 // refuse sends an error and closes the socket with code and the error's text as the reason.
 func (s *session) refuse(code websocket.StatusCode, e wireError) {
-	s.write(s.d.errorFrame(e))
+	s.write(s.dialect.errorFrame(e))
 	s.closeSocket(code, e.Text)
 }
 
@@ -430,9 +431,9 @@ func (s *session) joinTimedOut() {
 		return
 	}
 	s.joinGate = gateExpired
-	d := s.d
+	d := s.dialect
 	s.joinMu.Unlock()
-	s.g.in.reject(context.Background(), rejectJoinTimeout)
+	s.g.instruments.reject(context.Background(), rejectJoinTimeout)
 	e := wireError{Text: "No room joined within " + s.g.cfg.JoinTimeout.String() + ": join right after connecting", Code: codeJoinTimeout}
 	s.write(d.errorFrame(e))
 	s.closeSocket(websocket.StatusPolicyViolation, e.Text)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -62,7 +63,7 @@ type capError struct {
 // slots free at no known time, but by then every socket of the address that had not joined is
 // gone.
 func refuseSockets(w http.ResponseWriter, r *http.Request, max int, joinTimeout time.Duration) {
-	text := "Too many open connections from your address (at most " + itoa(max) + "): close another tab or try again later"
+	text := "Too many open connections from your address (at most " + strconv.Itoa(max) + "): close another tab or try again later"
 	retry := min(joinTimeout, time.Minute).Milliseconds()
 	refuseUpgrade(w, r, capError{
 		Type: "error", Error: text, Code: codeTooManySockets, RetryAfterMs: retry,

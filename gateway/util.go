@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 	"sync"
 )
 
@@ -28,8 +27,6 @@ func spanName(names map[string]string, prefix, typ string) string {
 	}
 	return prefix + typ
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // mustJSON marshals values made only of strings and numbers, which cannot fail.
 func mustJSON(v any) []byte {
