@@ -77,11 +77,16 @@ type hubConfig struct {
 	lobbyMax   int    // members one lobby may hold; 0 means DefaultLobbyMaxMembers
 	secret     string // keys room ids and resume tokens; empty means random keys
 	now        func() time.Time
+	// afterFunc runs f after d (the grace timers); tests move time with a fake one.
+	afterFunc func(d time.Duration, f func()) timer
 	// gone is called (under locks: it must not block) when a member is gone for good.
 	gone   func(participantID string)
 	meters *meters
 	log    *slog.Logger
 }
+
+// timer is a pending call of afterFunc.
+type timer interface{ Stop() bool }
 
 // hub holds every room.
 type hub struct {
@@ -100,6 +105,9 @@ type hub struct {
 func newHub(cfg hubConfig) *hub {
 	if cfg.now == nil {
 		cfg.now = time.Now
+	}
+	if cfg.afterFunc == nil {
+		cfg.afterFunc = func(d time.Duration, f func()) timer { return time.AfterFunc(d, f) }
 	}
 	if cfg.queueLimit <= 0 {
 		cfg.queueLimit = 256
@@ -141,7 +149,7 @@ type member struct {
 	creds   *credv1.IssueResponse // the TURN credentials of the current attachment
 	sess    *session              // nil while held
 	queue   []*roomv1.MemberEvent // events kept while held, replayed on resume
-	hold    *time.Timer
+	hold    timer
 	holdGen uint64
 	dying   bool // queue overflowed while held: removal is scheduled
 	gone    bool

@@ -309,24 +309,70 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// fakeClock runs afterFunc's calls when the test moves time past them.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Duration
+	pending []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Duration
+	f       func()
+	stopped bool
+}
+
+func (t *fakeTimer) Stop() bool { was := !t.stopped; t.stopped = true; return was }
+
+func (c *fakeClock) afterFunc(d time.Duration, f func()) timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now + d, f: f}
+	c.pending = append(c.pending, t)
+	return t
+}
+
+// advance moves time by d and runs, outside the lock, what fell due.
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now += d
+	var due []*fakeTimer
+	keep := c.pending[:0]
+	for _, t := range c.pending {
+		switch {
+		case t.stopped:
+		case t.at <= c.now:
+			due = append(due, t)
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.pending = keep
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
 func TestHubGraceExpiry(t *testing.T) {
-	h, gone := newTestHub(t, 20*time.Millisecond)
+	h, gone := newTestHub(t, 30*time.Second)
+	clock := &fakeClock{}
+	h.afterFunc = clock.afterFunc
 	a := h.testEnter(t, pinEnter("000005"))
 	b := h.testEnter(t, pinEnter("000005"))
 	token := b.one().GetJoined().ResumeToken
 	a.events()
 	h.detach(b.m, b.sess)
 
-	var left []*roomv1.MemberEvent
-	waitFor(t, "peer_left after the grace period", func() bool {
-		left = append(left, a.events()...)
-		return len(left) > 0
-	})
-	if pl := left[0].GetPeerLeft(); len(left) != 1 || pl == nil || pl.Reason != roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST {
+	clock.advance(29 * time.Second)
+	a.expectNone() // still held
+	clock.advance(time.Second)
+	left := a.events()
+	if len(left) != 1 || left[0].GetPeerLeft().GetReason() != roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST {
 		t.Fatalf("after expiry: %v", left)
 	}
 	// Told once: nothing more, even after more time.
-	time.Sleep(50 * time.Millisecond)
+	clock.advance(time.Minute)
 	a.expectNone()
 	if _, rej := h.resumeWith(token, newSession()); rej != errSlotGone {
 		t.Fatalf("resume after expiry: %v", rej)

@@ -156,7 +156,7 @@ func (h *hub) startHold(m *member, d time.Duration) {
 	if m.hold != nil {
 		m.hold.Stop()
 	}
-	m.hold = time.AfterFunc(d, func() { h.expire(m, gen) })
+	m.hold = h.afterFunc(d, func() { h.expire(m, gen) })
 }
 
 // expire removes a member whose grace period ended without a resume.
