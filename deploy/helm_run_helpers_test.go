@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -233,9 +232,7 @@ func probeLikeKubelet(t *testing.T, bin string, w workload, p *proc) {
 
 // logField returns a field of the first JSON log line with message msg.
 func logField(p *proc, msg, field string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, l := range p.logs {
+	for _, l := range strings.Split(p.log(), "\n") {
 		var line map[string]any
 		if json.Unmarshal([]byte(l), &line) == nil && line["msg"] == msg {
 			if v, ok := line[field].(string); ok {
@@ -308,19 +305,6 @@ func joinAnswer(t *testing.T, gatewayAddr string) string {
 func stopWithin(t *testing.T, p *proc, grace time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("%s: %v", p.name, err)
-	}
-	select {
-	case err := <-p.done:
-		p.done <- err // for startProc's cleanup, which only waits when the process runs
-		if err != nil {
-			t.Errorf("%s exited with %v after SIGTERM:\n%s", p.name, err, p.log())
-		}
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not stop within its terminationGracePeriodSeconds (%v) of SIGTERM", p.name, grace)
-	}
+	p.Stop(t, grace)
 	return time.Since(start)
 }

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testproc"
 )
 
 // collector is an in-process OTLP/HTTP receiver standing in for the lgtm service.
@@ -128,88 +127,25 @@ func stringAttr(attrs []*commonpb.KeyValue, key string) string {
 
 // proc is one service running as its own process, as in its container.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	*testproc.Proc
 	addr string // where its Connect server listens, from its "serving" log line
-	done chan error
-
-	mu   sync.Mutex
-	logs []string
 }
 
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.logs, "\n")
-}
+func (p *proc) log() string { return p.Log() }
 
 // startProc runs `tuturu <name>` with env and waits until its server says it is serving.
 func startProc(t *testing.T, bin, name string, env map[string]string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(bin, name), done: make(chan error, 1)}
-	p.cmd.Env = baseEnv()
+	full := baseEnv()
 	for k, v := range env {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		full = append(full, k+"="+v)
 	}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs = append(p.logs, sc.Text())
-			p.mu.Unlock()
-			var line struct{ Msg, Server, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" && line.Server == name {
-				select {
-				case serving <- line.Addr:
-				default:
-				}
-			}
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	select {
-	case p.addr = <-serving:
-	case err := <-p.done:
-		p.done <- err
-		t.Fatalf("%s exited before serving (%v):\n%s", name, err, p.log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not start serving within 30s:\n%s", name, p.log())
-	}
-	return p
+	p := testproc.Start(t, bin, name, full, "")
+	return &proc{Proc: p, addr: p.Addr}
 }
 
 // stop ends the process as `docker compose down` does (SIGTERM) and waits for it.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("%s: %v", p.name, err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("%s exited with %v after SIGTERM:\n%s", p.name, err, p.log())
-		}
-	case <-time.After(45 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not stop within 45s of SIGTERM", p.name)
-	}
-}
+func (p *proc) stop(t *testing.T) { p.Stop(t, 45*time.Second) }
 
 // freePort returns a port free on 127.0.0.1 for both UDP and TCP, as TURN needs.
 func freePort(t *testing.T) string {
