@@ -178,8 +178,9 @@ func TestCredCacheBound(t *testing.T) {
 		t.Errorf("cache grew to %d entries over a bound of 10", n)
 	}
 	// confirmed credentials are always kept
-	c.store(user(time.Hour, "keep"), verdict{result: resultValid, key: []byte("k"), expires: time.Now().Add(time.Hour)})
-	if _, hit := c.lookup(user(time.Hour, "keep")); !hit {
+	keep := user(time.Hour, "keep")
+	c.store(keep, verdict{result: resultValid, key: []byte("k"), expires: time.Now().Add(time.Hour)})
+	if _, hit := c.lookup(keep); !hit {
 		t.Error("valid entry dropped when the cache is full")
 	}
 }
@@ -191,23 +192,26 @@ func TestCredCacheFlightCap(t *testing.T) {
 	var calls atomic.Int64
 	c := newCredCache(heldValidate(release, &calls))
 	c.maxFlights = 2
-	for i := range 2 {
-		if v := c.resolve(user(time.Hour, fmt.Sprint("p", i)), "r", 10*time.Millisecond); v.result != resultUnavailable {
+	// Names are made once: user() embeds the current second, and a second boundary crossed
+	// between two calls would otherwise make them different usernames.
+	p0, p1, p2 := user(time.Hour, "p0"), user(time.Hour, "p1"), user(time.Hour, "p2")
+	for i, u := range []string{p0, p1} {
+		if v := c.resolve(u, "r", 10*time.Millisecond); v.result != resultUnavailable {
 			t.Fatalf("resolve %d = %+v, want unavailable (in flight)", i, v)
 		}
 	}
-	if v := c.resolve(user(time.Hour, "p2"), "r", time.Second); v.result != resultThrottled {
+	if v := c.resolve(p2, "r", time.Second); v.result != resultThrottled {
 		t.Errorf("third username = %+v, want throttled", v)
 	}
-	if v := c.resolve(user(time.Hour, "p0"), "r", 10*time.Millisecond); v.result != resultUnavailable {
+	if v := c.resolve(p0, "r", 10*time.Millisecond); v.result != resultUnavailable {
 		t.Errorf("username in flight = %+v, want unavailable (shared flight)", v)
 	}
 	close(release)
 	eventually(t, 2*time.Second, "flights done", func() bool {
-		v, hit := c.lookup(user(time.Hour, "p1"))
+		v, hit := c.lookup(p1)
 		return hit && v.valid()
 	})
-	if v := c.resolve(user(time.Hour, "p2"), "r", time.Second); !v.valid() {
+	if v := c.resolve(p2, "r", time.Second); !v.valid() {
 		t.Errorf("after the flights ended = %+v, want valid", v)
 	}
 	if calls.Load() != 3 {
