@@ -158,19 +158,7 @@ func TestChromiumRelayedCall(t *testing.T) {
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
 	b := startChromium(t, ctx)
 	url := s.GatewayURL + "/?debug=1"
-	pin := nextPIN()
-
-	alice := b.openPage("alice", url, 1024, 720, false)
-	alice.join(pin)
-	alice.waitPhase("waiting", uiTimeout)
-	bob := b.openPage("bob", url, 1024, 720, false)
-	bob.join(pin)
-	for _, p := range []*page{alice, bob} {
-		p.waitPhase("call", uiTimeout)
-		if policy := eval[string](p, `window.tuturu.pc().getConfiguration().iceTransportPolicy`); policy != "relay" {
-			t.Fatalf("%s: iceTransportPolicy %q, want relay", p.name, policy)
-		}
-	}
+	alice, bob := b.relayedCall(t, url)
 	alice.expectRemoteFrames()
 	bob.expectRemoteFrames()
 	for _, p := range []*page{alice, bob} {
@@ -183,6 +171,25 @@ func TestChromiumRelayedCall(t *testing.T) {
 		}
 	}
 	alice.screenshot("call-relayed")
+}
+
+// relayedCall puts two desktop pages (alice first, then bob) in a call on a fresh PIN at url,
+// a gateway with FORCE_RELAY, and checks that both peer connections use relay candidates only.
+func (b *browser) relayedCall(t *testing.T, url string) (alice, bob *page) {
+	t.Helper()
+	pin := nextPIN()
+	alice = b.openPage("alice", url, 1024, 720, false)
+	alice.join(pin)
+	alice.waitPhase("waiting", uiTimeout)
+	bob = b.openPage("bob", url, 1024, 720, false)
+	bob.join(pin)
+	for _, p := range []*page{alice, bob} {
+		p.waitPhase("call", uiTimeout)
+		if policy := eval[string](p, `window.tuturu.pc().getConfiguration().iceTransportPolicy`); policy != "relay" {
+			t.Fatalf("%s: iceTransportPolicy %q, want relay", p.name, policy)
+		}
+	}
+	return alice, bob
 }
 
 // noCameraJS makes the page's browser behave as a computer without a camera: asking for

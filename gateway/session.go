@@ -328,7 +328,13 @@ func (s *session) deliver(ev *roomv1.MemberEvent) {
 		if s.stopping.Load() || !s.state.CompareAndSwap(stateJoined, stateLeft) {
 			return
 		}
-		s.log.Warn("room service ended the membership", "reason", e.GetReason(), "err", e.GetMessage())
+		if e.GetReason() == "resumed_elsewhere" {
+			// Routine: a client renewing its TURN credentials resumes on a second socket
+			// while this one is open (or this one was a dead socket it had already replaced).
+			s.log.Info("session resumed on another socket", "reason", e.GetReason())
+		} else {
+			s.log.Warn("room service ended the membership", "reason", e.GetReason(), "err", e.GetMessage())
+		}
 		s.refuse(websocket.StatusServiceRestart, wireError{Text: "Lost the connection to the room service: reconnect and resume", Code: codeServiceUnavailable})
 		return
 	}

@@ -1,7 +1,7 @@
 // The effect plumbing that has logic of its own: named timers and the signaling socket's
 // queue, keepalive and stale-socket handling (with a scripted WebSocket, since Node 20 has no
 // WebSocket client; the real one is exercised by the browser tests in e2e/).
-import { test, describe } from 'node:test';
+import { test, describe, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTimers, runEffect } from '../static/js/effects.js';
 import { createSignaling, socketURL } from '../static/js/signaling.js';
@@ -207,5 +207,211 @@ describe('signaling socket', () => {
     sig.flush();
     assert.equal(ws.sent.length, 200);
     assert.equal(ws.sent[0].data.i, 50, 'the oldest are dropped first');
+  });
+});
+
+// fakeTimers replaces the global timers for one test: nothing fires unless told, so the
+// renewal's deadlines (and the keepalive) are driven by the test.
+function fakeTimers() {
+  const real = { setTimeout, clearTimeout, setInterval, clearInterval };
+  let next = 1;
+  const pending = new Map();
+  globalThis.setTimeout = (fn, ms) => { const id = next++; pending.set(id, { fn, ms, repeat: false }); return id; };
+  globalThis.setInterval = (fn, ms) => { const id = next++; pending.set(id, { fn, ms, repeat: true }); return id; };
+  globalThis.clearTimeout = globalThis.clearInterval = (id) => pending.delete(id);
+  return {
+    // fire runs the pending timers set for ms (once each); it reports how many ran.
+    fire(ms) {
+      let n = 0;
+      for (const [id, t] of [...pending]) {
+        if (t.ms !== ms || !pending.has(id)) continue;
+        if (!t.repeat) pending.delete(id);
+        t.fn();
+        n++;
+      }
+      return n;
+    },
+    restore() { Object.assign(globalThis, real); },
+  };
+}
+
+// joinedSocket opens the session's socket and joins, as the reducer does.
+function joinedSocket() {
+  const env = setup();
+  env.sig.open();
+  const a = FakeSocket.all[0];
+  a.serverOpen();
+  env.sig.send({ type: 'join-pin', pin: '123456' });
+  return { ...env, a };
+}
+
+const kinds = (actions) => actions.map((x) => (x.type === 'SOCKET_MESSAGE' ? `${x.msg.type}${x.msg.n ? ` ${x.msg.n}` : ''}` : x.type));
+
+describe('renewing the session on a second socket', () => {
+  let clock;
+  beforeEach(() => { clock = fakeTimers(); });
+  afterEach(() => clock.restore());
+
+  test('the second socket resumes while the first keeps delivering; it takes over once the first is closed', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    assert.equal(FakeSocket.all.length, 2);
+    const b = FakeSocket.all[1];
+    b.serverOpen();
+    assert.deepEqual(b.sent.map((m) => [m.type, m.token]), [['resume', 'tok-1']]);
+    assert.match(b.sent[0].traceparent, /^00-/);
+    sig.send({ type: 'answer', data: { type: 'answer', sdp: 'x' } });
+    assert.deepEqual(a.sent.map((m) => m.type), ['join-pin'], 'call messages wait: on the first socket they could be lost in the hand-over');
+    a.serverSend({ type: 'ice-candidate', n: 1 });
+    b.serverSend({ type: 'resumed', data: { resumeToken: 'tok-2' } });
+    b.serverSend({ type: 'ice-candidate', n: 3 });
+    a.serverSend({ type: 'ice-candidate', n: 2 });
+    a.serverSend({ type: 'error', code: 'SERVICE_UNAVAILABLE', error: 'Lost the connection to the room service' });
+    assert.deepEqual(kinds(actions), ['ice-candidate 1', 'ice-candidate 2'], 'the first socket is heard out first');
+    a.serverClose(1012);
+    assert.deepEqual(kinds(actions), ['ice-candidate 1', 'ice-candidate 2', 'resumed', 'ice-candidate 3'], 'its error and close are the hand-over, not a drop');
+    assert.equal(a.closed, null, 'no close frame on the first socket: that would be a goodbye');
+    sig.flush();
+    assert.deepEqual(b.sent.map((m) => m.type), ['resume', 'answer'], 'what waited goes out on the new socket');
+    a.serverSend({ type: 'peer-left' });
+    b.serverSend({ type: 'peer-left' });
+    assert.deepEqual(kinds(actions).slice(4), ['peer-left']);
+    assert.equal(clock.fire(15000), 1, 'the keepalive runs on the new socket');
+    assert.deepEqual(b.sent.at(-1), { type: 'ping' });
+    assert.deepEqual(a.sent.map((m) => m.type), ['join-pin']);
+    b.serverClose(1006);
+    assert.deepEqual(actions.at(-1), { type: 'SOCKET_CLOSED', code: 1006, reason: '' }, 'the new socket is the session from now on');
+  });
+
+  test('the first socket closes before the second answers: the answer completes the hand-over at once', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    b.serverOpen();
+    a.serverSend({ type: 'error', code: 'SERVICE_UNAVAILABLE', error: 'x' });
+    a.serverClose(1012);
+    assert.deepEqual(actions, []);
+    b.serverSend({ type: 'resumed', data: {} });
+    assert.deepEqual(kinds(actions), ['resumed']);
+  });
+
+  test('a first socket that never closes is let go after a moment', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    b.serverOpen();
+    b.serverSend({ type: 'resumed', data: {} });
+    assert.deepEqual(actions, []);
+    assert.equal(clock.fire(1000), 1);
+    assert.deepEqual(kinds(actions), ['resumed']);
+    a.serverSend({ type: 'peer-left' });
+    a.serverClose(1012);
+    assert.equal(actions.length, 1, 'nothing more from the first socket');
+    assert.equal(a.closed, null);
+  });
+
+  test('a refused renewal: REFRESH_FAILED, the first socket goes on, the second gets no close frame', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    b.serverOpen();
+    sig.send({ type: 'offer', data: { type: 'offer', sdp: 'o' } });
+    b.serverSend({ type: 'error', code: 'JOIN_RATE_LIMITED', error: 'Too many joins', retryAfterMs: 4000 });
+    assert.deepEqual(actions, [{ type: 'REFRESH_FAILED', reason: 'JOIN_RATE_LIMITED' }]);
+    assert.equal(b.closed, null);
+    b.serverClose(1013);
+    assert.equal(actions.length, 1);
+    sig.flush();
+    assert.deepEqual(a.sent.map((m) => m.type), ['join-pin', 'offer']);
+    a.serverSend({ type: 'answer', data: {} });
+    assert.deepEqual(kinds(actions).at(-1), 'answer');
+    sig.refresh('tok-1');
+    assert.equal(FakeSocket.all.length, 3, 'another renewal can start');
+  });
+
+  test('no answer in time: REFRESH_FAILED and a late answer is ignored', () => {
+    const { sig, actions } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    assert.equal(clock.fire(4000), 1);
+    assert.deepEqual(actions, [{ type: 'REFRESH_FAILED', reason: 'timeout' }]);
+    b.serverOpen();
+    assert.deepEqual(b.sent, [], 'a socket given up on sends nothing');
+    b.serverSend({ type: 'resumed', data: {} });
+    assert.equal(actions.length, 1);
+  });
+
+  test('both sockets lost: an ordinary drop, with the first socket\'s error before it', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    a.serverSend({ type: 'error', code: 'SOMETHING', error: 'x' });
+    a.serverClose(1011);
+    b.serverClose(1006);
+    assert.deepEqual(kinds(actions), ['error', 'SOCKET_CLOSED']);
+    assert.equal(actions.at(-1).code, 1011);
+    sig.open();
+    assert.equal(FakeSocket.all.length, 3, 'the usual resume follows');
+  });
+
+  test('an unanswered ping on the first socket during the renewal waits for its outcome', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    clock.fire(15000);
+    clock.fire(10000);
+    assert.deepEqual(actions, []);
+    assert.equal(a.closed, null);
+    b.serverOpen();
+    b.serverSend({ type: 'resumed', data: {} });
+    assert.deepEqual(kinds(actions), ['resumed']);
+  });
+
+  test('without an open socket or token there is nothing to renew', async () => {
+    const { sig, actions } = setup();
+    sig.refresh('tok-1');
+    await Promise.resolve();
+    assert.deepEqual(actions, [{ type: 'REFRESH_FAILED', reason: 'no open socket' }]);
+    assert.equal(FakeSocket.all.length, 0);
+  });
+
+  test('one renewal at a time', () => {
+    const { sig } = joinedSocket();
+    sig.refresh('tok-1');
+    sig.refresh('tok-1');
+    assert.equal(FakeSocket.all.length, 2);
+  });
+
+  test('hanging up during a renewal says goodbye on both sockets and reports nothing', () => {
+    const { sig, actions, a } = joinedSocket();
+    actions.length = 0;
+    sig.refresh('tok-1');
+    const b = FakeSocket.all[1];
+    b.serverOpen();
+    sig.send({ type: 'leave' });
+    sig.close();
+    assert.deepEqual(a.sent.map((m) => m.type), ['join-pin', 'leave']);
+    assert.equal(a.closed.code, 1000);
+    assert.equal(b.closed.code, 1000);
+    b.serverSend({ type: 'resumed', data: {} });
+    a.serverClose(1000);
+    b.serverClose(1000);
+    assert.equal(clock.fire(4000), 0, 'its deadline is gone');
+    assert.deepEqual(actions, []);
+  });
+});
+
+describe('runEffect: renewal', () => {
+  test('socket.refresh hands the token to the signaling module', () => {
+    const got = [];
+    runEffect({ type: 'socket.refresh', token: 'tok-9' }, { signaling: { refresh: (t) => got.push(t) } });
+    assert.deepEqual(got, ['tok-9']);
   });
 });

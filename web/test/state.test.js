@@ -158,7 +158,7 @@ describe('connecting', () => {
     assert.equal(r.state.peer, true);
     assert.equal(r.state.offerer, false);
     assert.ok(!types(r.effects).includes('pc.offer'));
-    assert.deepEqual(timersStarted(r.effects), ['negotiate']);
+    assert.deepEqual(timersStarted(r.effects), ['cred-refresh', 'negotiate']);
   });
 
   test('iceTransportPolicy relay from the server is honoured', () => {
@@ -418,6 +418,9 @@ describe('safety code', () => {
   });
 });
 
+// renewed is the answer to a renewal's resume: new credentials, a new token.
+const renewed = (n = 2) => msg({ type: 'resumed', data: joinData({ resumeToken: `tok-${n}`, iceServers: [{ urls: ['turn:127.0.0.1:3478'], username: `${n}:u`, credential: `p${n}` }] }) });
+
 describe('ICE recovery', () => {
   test('disconnected: wait a grace period before restarting', () => {
     const r = reduce(atCall(), { type: 'ICE_STATE', state: 'disconnected' });
@@ -429,45 +432,163 @@ describe('ICE recovery', () => {
     assert.equal(reduce(healed.state, { type: 'TIMER', name: 'ice-grace' }).state.phase, Phase.CALL, 'grace timer after healing is ignored');
   });
 
-  test('disconnected past the grace period: the offerer restarts ICE', () => {
+  test('disconnected past the grace period: the offerer renews its credentials, then restarts ICE', () => {
     const r = run(atCall(), { type: 'ICE_STATE', state: 'disconnected' }, { type: 'TIMER', name: 'ice-grace' });
     assert.equal(r.state.phase, Phase.RECONNECTING);
     assert.equal(r.state.notice.code, 'ice-reconnecting');
-    assert.ok(types(r.effects).includes('pc.restartIce'));
+    assert.deepEqual(find(r.effects, 'socket.refresh'), { type: 'socket.refresh', token: 'tok-1' });
+    assert.ok(!types(r.effects).includes('pc.restartIce'), 'not with the old credentials');
     assert.ok(timersStarted(r.effects).includes('ice-restart'));
+    const done = reduce(r.state, renewed());
+    assert.deepEqual(types(done.effects).filter((t) => t.startsWith('pc.')), ['pc.configure', 'pc.restartIce'], 'fresh credentials applied before the restart offer');
+    assert.equal(find(done.effects, 'pc.configure').session.iceServers[0].username, '2:u');
   });
 
-  test('failed: restart at once; reconnected returns to the call', () => {
+  test('failed: renew, restart; reconnected returns to the call', () => {
     const r = reduce(atCall(), { type: 'ICE_STATE', state: 'failed' });
     assert.equal(r.state.phase, Phase.RECONNECTING);
-    assert.ok(types(r.effects).includes('pc.restartIce'));
-    const back = reduce(r.state, { type: 'ICE_STATE', state: 'connected' });
+    assert.equal(r.state.refreshing, 'ice');
+    assert.equal(r.state.restartPending, true);
+    assert.equal(r.state.socket, 'open', 'the socket stays open during a renewal');
+    const restarted = reduce(r.state, renewed());
+    assert.ok(types(restarted.effects).includes('pc.restartIce'));
+    assert.equal(restarted.state.restartPending, false);
+    assert.equal(restarted.state.refreshing, null);
+    assert.equal(restarted.state.session.resumeToken, 'tok-2');
+    assert.equal(restarted.state.notice.code, 'ice-reconnecting', 'the banner stays until ICE is back');
+    const back = reduce(restarted.state, { type: 'ICE_STATE', state: 'connected' });
     assert.equal(back.state.phase, Phase.CALL);
     assert.equal(back.state.iceRestarts, 0);
     assert.equal(back.state.notice, null);
     assert.ok(timersCancelled(back.effects).includes('ice-restart'));
   });
 
-  test('a few tries, then a clear message', () => {
+  test('a renewal that fails: restart with the credentials on hand, try renewing again later', () => {
+    const s = reduce(atCall(), { type: 'ICE_STATE', state: 'failed' }).state;
+    const r = reduce(s, { type: 'REFRESH_FAILED', reason: 'timeout' });
+    assert.deepEqual(types(r.effects), ['socket.flush', 'timer.start', 'pc.restartIce']);
+    assert.deepEqual(timersStarted(r.effects), ['cred-refresh']);
+    assert.equal(find(r.effects, 'timer.start').ms, Timing.CRED_REFRESH_RETRY_MS);
+    assert.equal(r.state.refreshing, null);
+    assert.equal(r.state.phase, Phase.RECONNECTING);
+    assert.deepEqual(reduce(r.state, { type: 'REFRESH_FAILED' }).effects, [], 'a failure without a renewal is ignored');
+  });
+
+  test('a few tries, each with a renewal, then a clear message', () => {
     let s = reduce(atCall(), { type: 'ICE_STATE', state: 'failed' }).state;
     for (let i = 2; i <= Timing.MAX_ICE_RESTARTS; i++) {
+      s = reduce(s, renewed(i)).state;
       const r = reduce(s, { type: 'TIMER', name: 'ice-restart' });
       assert.equal(r.state.phase, Phase.RECONNECTING);
       assert.equal(r.state.iceRestarts, i);
-      assert.ok(types(r.effects).includes('pc.restartIce'));
+      assert.deepEqual(find(r.effects, 'socket.refresh'), { type: 'socket.refresh', token: `tok-${i}` }, 'renewed with the latest token');
+      assert.ok(types(reduce(r.state, renewed(i + 1)).effects).includes('pc.restartIce'));
       s = r.state;
     }
     const r = reduce(s, { type: 'TIMER', name: 'ice-restart' });
     assert.equal(r.state.phase, Phase.ERROR);
     assert.equal(r.state.problem.code, 'ICE_FAILED');
     assert.deepEqual(sent(r.effects), [{ type: 'leave' }]);
+    assert.equal(r.state.refreshing, null);
+    assert.ok(types(r.effects).includes('socket.close'), 'a renewal under way ends with the sockets');
   });
 
-  test('the answerer does not restart ICE itself; it waits for the offerer', () => {
+  test('a try while the renewal is still under way starts no second one', () => {
+    const s = reduce(atCall(), { type: 'ICE_STATE', state: 'failed' }).state;
+    const r = reduce(s, { type: 'TIMER', name: 'ice-restart' });
+    assert.equal(r.state.iceRestarts, 2);
+    assert.ok(!types(r.effects).includes('socket.refresh'));
+    assert.equal(r.state.restartPending, true);
+  });
+
+  test('the answerer does not restart ICE itself; it renews its credentials and waits for the offerer', () => {
     const r = reduce(atCallAnswerer(), { type: 'ICE_STATE', state: 'failed' });
     assert.equal(r.state.phase, Phase.RECONNECTING);
     assert.ok(!types(r.effects).includes('pc.restartIce'));
+    assert.ok(types(r.effects).includes('socket.refresh'));
     assert.ok(timersStarted(r.effects).includes('ice-restart'));
+    assert.equal(r.state.restartPending, false);
+    const done = reduce(r.state, renewed());
+    assert.deepEqual(types(done.effects).filter((t) => t.startsWith('pc.')), ['pc.configure']);
+  });
+
+  test('the answerer answers a restart offer that arrives during its renewal with the fresh credentials', () => {
+    const s = reduce(atCallAnswerer(), { type: 'ICE_STATE', state: 'failed' }).state;
+    const offer = { type: 'offer', data: { type: 'offer', sdp: 'restart' } };
+    const c1 = { type: 'ice-candidate', data: { candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ relay' } };
+    const held = run(s, msg(offer), msg(c1));
+    assert.deepEqual(held.all, [], 'held, not answered with the old credentials');
+    assert.equal(held.state.held.length, 2);
+    const r = reduce(held.state, renewed());
+    assert.deepEqual(types(r.effects).filter((t) => t.startsWith('pc.')), ['pc.configure', 'pc.answer', 'pc.candidate'], 'configure, then the offer and its candidates in order');
+    assert.deepEqual(find(r.effects, 'pc.answer').description, offer.data);
+    assert.deepEqual(r.state.held, []);
+    assert.deepEqual(types(reduce(r.state, msg(c1)).effects), ['pc.candidate'], 'after the renewal candidates pass at once');
+  });
+
+  test('a restart offer while the answerer\'s own path is down: it reconnects and renews before answering', () => {
+    const s = reduce(atCallAnswerer(), { type: 'ICE_STATE', state: 'disconnected' }).state;
+    const offer = { type: 'offer', data: { type: 'offer', sdp: 'restart' } };
+    const r = reduce(s, msg(offer));
+    assert.equal(r.state.phase, Phase.RECONNECTING);
+    assert.deepEqual(types(r.effects).filter((t) => !t.startsWith('timer.')), ['socket.refresh']);
+    assert.deepEqual(r.state.held, [offer]);
+    const done = reduce(r.state, renewed());
+    assert.deepEqual(types(done.effects).filter((t) => t.startsWith('pc.')), ['pc.configure', 'pc.answer']);
+    const down = reduce(s, { type: 'SOCKET_CLOSED', code: 1006 }).state;
+    assert.ok(types(reduce(down, msg(offer)).effects).includes('pc.answer'), 'no renewal possible: answered at once');
+  });
+
+  test('held messages keep their order and are also released when the renewal fails', () => {
+    const s = reduce(atCallAnswerer(), { type: 'ICE_STATE', state: 'failed' }).state;
+    const r = run(s, msg({ type: 'offer', data: { type: 'offer', sdp: 'o' } }), msg({ type: 'peer-left' }), { type: 'REFRESH_FAILED' });
+    assert.equal(r.state.phase, Phase.WAITING, 'the peer left after its offer');
+    assert.deepEqual(types(r.effects).filter((t) => t.startsWith('pc.')), ['pc.answer', 'pc.create']);
+  });
+
+  test('errors are not held; the hold is bounded', () => {
+    const s = reduce(atCallAnswerer(), { type: 'ICE_STATE', state: 'failed' }).state;
+    assert.equal(reduce(s, msg({ type: 'error', code: 'ROOM_CLOSED', error: 'x' })).state.phase, Phase.ENDED);
+    let h = s;
+    for (let i = 0; i < Timing.MAX_HELD + 10; i++) h = reduce(h, msg({ type: 'ice-candidate', data: { candidate: String(i) } })).state;
+    assert.equal(h.held.length, Timing.MAX_HELD);
+    assert.equal(h.held[0].data.candidate, '10', 'the oldest are dropped first');
+  });
+
+  test('the socket drops during a renewal: the resume brings the credentials, then the restart', () => {
+    const s = reduce(atCall(), { type: 'ICE_STATE', state: 'failed' }).state;
+    const held = reduce(s, msg({ type: 'answer', data: { type: 'answer', sdp: 'a' } })).state;
+    const dropped = reduce(held, { type: 'SOCKET_CLOSED', code: 1012 });
+    assert.equal(dropped.state.socket, 'resuming');
+    assert.equal(dropped.state.refreshing, null);
+    assert.ok(!types(dropped.effects).includes('pc.restartIce'));
+    const r = reduce(dropped.state, renewed());
+    assert.deepEqual(types(r.effects).filter((t) => t.startsWith('pc.')), ['pc.configure', 'pc.remote', 'pc.restartIce']);
+  });
+
+  test('socket down when ICE fails: the offerer restarts once the resume is back', () => {
+    const down = reduce(atCall(), { type: 'SOCKET_CLOSED', code: 1006 }).state;
+    const r = reduce(down, { type: 'ICE_STATE', state: 'failed' });
+    assert.ok(!types(r.effects).includes('pc.restartIce'));
+    assert.ok(!types(r.effects).includes('socket.refresh'), 'the resume renews them');
+    assert.equal(r.state.restartPending, true);
+    const back = reduce(r.state, renewed());
+    assert.deepEqual(types(back.effects).filter((t) => t.startsWith('pc.')), ['pc.configure', 'pc.restartIce']);
+  });
+
+  test('without a resume token the offerer restarts at once with what it has', () => {
+    const s = reduce(reduce(atWaiting({ resumeToken: '' }), msg({ type: 'peer-joined' })).state, { type: 'ICE_STATE', state: 'connected' }).state;
+    const r = reduce(s, { type: 'ICE_STATE', state: 'failed' });
+    assert.ok(types(r.effects).includes('pc.restartIce'));
+    assert.ok(!types(r.effects).includes('socket.refresh'));
+  });
+
+  test('the other person leaves before the renewal is over: no restart on the new connection', () => {
+    const s = reduce(atCall(), { type: 'ICE_STATE', state: 'failed' }).state;
+    const r = run(s, msg({ type: 'peer-left' }), renewed());
+    assert.equal(r.state.phase, Phase.WAITING);
+    assert.equal(r.state.restartPending, false);
+    assert.ok(!types(r.all).includes('pc.restartIce'));
   });
 
   test('failed while already reconnecting waits for the running try', () => {
@@ -479,13 +600,68 @@ describe('ICE recovery', () => {
     assert.equal(reduce(atCall(), { type: 'TIMER', name: 'ice-restart' }).state.phase, Phase.CALL);
   });
 
-  test('online event: the offerer restarts ICE, the answerer does not', () => {
+  test('online event: the offerer renews and restarts ICE, the answerer does not', () => {
     const r = reduce(atCall(), { type: 'ONLINE' });
     assert.equal(r.state.phase, Phase.RECONNECTING);
     assert.equal(r.state.iceRestarts, 1);
-    assert.ok(types(r.effects).includes('pc.restartIce'));
+    assert.ok(types(r.effects).includes('socket.refresh'));
+    assert.ok(types(reduce(r.state, renewed()).effects).includes('pc.restartIce'));
     assert.deepEqual(reduce(atCallAnswerer(), { type: 'ONLINE' }).effects, []);
     assert.deepEqual(reduce(atPin(), { type: 'ONLINE' }).effects, []);
+  });
+});
+
+describe('credential lifetime', () => {
+  test('join and resume arm the renewal at 90 % of the TTL', () => {
+    const w = reduce(atJoinSent(), msg({ type: 'join-pin', data: joinData({ credentialTtl: 3600 }) }));
+    assert.deepEqual(find(w.effects, 'timer.start'), { type: 'timer.start', name: 'cred-refresh', ms: 3240000 });
+    const down = reduce(w.state, { type: 'SOCKET_CLOSED', code: 1006 }).state;
+    const r = reduce(down, msg({ type: 'resumed', data: joinData({ credentialTtl: 7200 }) }));
+    assert.equal(r.effects.find((e) => e.name === 'cred-refresh').ms, 6480000);
+  });
+
+  test('tiny, huge or missing TTLs', () => {
+    const armed = (ttl) => reduce(atJoinSent(), msg({ type: 'join-pin', data: joinData({ credentialTtl: ttl }) })).effects.find((e) => e.name === 'cred-refresh');
+    assert.equal(armed(1).ms, Timing.CRED_REFRESH_MIN_MS, 'never a resume loop');
+    assert.equal(armed(86400 * 365).ms, Timing.CRED_REFRESH_MAX_MS, 'within what setTimeout holds');
+    assert.equal(armed(null).type, 'timer.cancel');
+    assert.equal(armed('soon').type, 'timer.cancel');
+  });
+
+  test('the timer renews without restarting anything', () => {
+    const r = reduce(atCall(), { type: 'TIMER', name: 'cred-refresh' });
+    assert.deepEqual(r.effects, [{ type: 'socket.refresh', token: 'tok-1' }]);
+    assert.equal(r.state.refreshing, 'ttl');
+    assert.equal(r.state.phase, Phase.CALL);
+    const done = reduce(r.state, renewed());
+    assert.deepEqual(types(done.effects), ['timer.cancel', 'timer.cancel', 'socket.flush', 'pc.configure', 'timer.start']);
+    assert.equal(done.state.refreshing, null);
+    assert.equal(done.state.phase, Phase.CALL);
+  });
+
+  test('also while waiting; a peer that joins meanwhile gets the offer after it', () => {
+    const r = run(atWaiting(), { type: 'TIMER', name: 'cred-refresh' }, msg({ type: 'peer-joined' }));
+    assert.equal(r.state.phase, Phase.WAITING);
+    const done = reduce(r.state, renewed());
+    assert.equal(done.state.phase, Phase.NEGOTIATING);
+    assert.deepEqual(types(done.effects).filter((t) => t.startsWith('pc.')), ['pc.configure', 'pc.offer']);
+  });
+
+  test('an ICE failure during a TTL renewal waits for it', () => {
+    const s = reduce(atCall(), { type: 'TIMER', name: 'cred-refresh' }).state;
+    const r = reduce(s, { type: 'ICE_STATE', state: 'failed' });
+    assert.ok(!types(r.effects).includes('socket.refresh'));
+    assert.equal(r.state.restartPending, true);
+    assert.ok(types(reduce(r.state, renewed()).effects).includes('pc.restartIce'));
+  });
+
+  test('ignored outside a room, with the socket down, or during a renewal', () => {
+    assert.deepEqual(reduce(atPin(), { type: 'TIMER', name: 'cred-refresh' }).effects, []);
+    assert.deepEqual(reduce(atJoinSent(), { type: 'TIMER', name: 'cred-refresh' }).effects, []);
+    const down = reduce(atCall(), { type: 'SOCKET_CLOSED', code: 1006 }).state;
+    assert.deepEqual(reduce(down, { type: 'TIMER', name: 'cred-refresh' }).effects, []);
+    const renewing = reduce(atCall(), { type: 'TIMER', name: 'cred-refresh' }).state;
+    assert.deepEqual(reduce(renewing, { type: 'TIMER', name: 'cred-refresh' }).effects, []);
   });
 });
 
@@ -519,7 +695,7 @@ describe('resuming the signaling socket', () => {
     assert.equal(r.state.phase, Phase.CALL);
     assert.equal(r.state.session.resumeToken, 'tok-2');
     assert.equal(r.state.notice, null);
-    assert.deepEqual(types(r.effects), ['timer.cancel', 'timer.cancel', 'socket.flush', 'pc.configure']);
+    assert.deepEqual(types(r.effects), ['timer.cancel', 'timer.cancel', 'socket.flush', 'pc.configure', 'timer.start']);
     assert.deepEqual(reduce(atCall(), msg({ type: 'resumed', data: joinData() })).effects, [], 'resumed without a resume is ignored');
   });
 

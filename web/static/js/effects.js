@@ -33,6 +33,7 @@ export function runEffect(e, { media, signaling, peer, stats, timers, log }) {
     case 'socket.open': return signaling.open();
     case 'socket.send': return signaling.send(e.msg);
     case 'socket.flush': return signaling.flush();
+    case 'socket.refresh': return signaling.refresh(e.token);
     case 'socket.close': return signaling.close();
     case 'pc.create': return peer.create(e.session);
     case 'pc.offer': return peer.offer();

@@ -160,7 +160,9 @@ export function createPeer({ dispatch, media, remoteVideo, log, onRemotePlayBloc
   function configure(session) {
     if (!pc || !session) return;
     try {
+      // Used from the next gathering on: an ICE restart made after this relays with these.
       pc.setConfiguration({ ...pc.getConfiguration(), iceServers: session.iceServers, iceTransportPolicy: session.iceTransportPolicy });
+      log.debug('ICE servers applied', session.iceServers.length);
     } catch (err) {
       log.warn('new ICE servers not applied', err?.name);
     }

@@ -43,6 +43,18 @@ export const Timing = Object.freeze({
   RESUME_BACKOFF_MS: [250, 1000, 2000, 4000],
   // Used when the server did not say how long it holds our slot.
   DEFAULT_RESUME_GRACE_MS: 30000,
+  // TURN credentials are renewed (a resume on a second socket, credentials.md) when this
+  // share of their TTL has passed, so those on hand are valid even when the renewal made for
+  // an ICE restart fails; never sooner than the minimum (a tiny TTL must not become a resume
+  // loop), and within what setTimeout can hold.
+  CRED_REFRESH_SHARE: 0.9,
+  CRED_REFRESH_MIN_MS: 60000,
+  CRED_REFRESH_MAX_MS: 2147483647,
+  // A renewal that failed (server busy, join limit) is tried again after this.
+  CRED_REFRESH_RETRY_MS: 60000,
+  // Messages from the other member held while a renewal is under way (it lasts at most a few
+  // seconds; an ICE restart is a few dozen messages).
+  MAX_HELD: 200,
 });
 
 export function initialState({ pin = '' } = {}) {
@@ -55,6 +67,11 @@ export function initialState({ pin = '' } = {}) {
     session: null, // what join-pin/resumed said: participantId, role, resumeToken, iceServers, ...
     socket: 'closed', // closed | connecting | open | resuming
     resumeAttempt: 0,
+    // A credential renewal under way on a second socket while this one stays open: 'ice' (for
+    // an ICE restart) or 'ttl' (the credentials are getting old); null when none.
+    refreshing: null,
+    held: [], // the other member's messages that arrived during a renewal, replayed after it
+    restartPending: false, // the offerer restarts ICE once the renewal (or resume) is over
     offerer: false, // we make offers (and ICE restarts): we were in the room first
     peer: false, // the other member is in the room
     iceState: 'new',
@@ -72,6 +89,16 @@ const out = (state, effects = []) => ({ state, effects });
 const timer = (name, ms) => ({ type: 'timer.start', name, ms });
 const cancel = (...names) => names.map((name) => ({ type: 'timer.cancel', name }));
 const send = (msg) => ({ type: 'socket.send', msg });
+const refresh = (state) => ({ type: 'socket.refresh', token: state.session.resumeToken });
+
+// credTimer arms the renewal of the TURN credentials a session carries, or cancels it when
+// the server did not say how long they last.
+function credTimer(session) {
+  const ttl = Number(session?.credentialTtl);
+  if (!Number.isFinite(ttl) || ttl <= 0) return cancel('cred-refresh')[0];
+  const ms = Math.min(Math.max(ttl * 1000 * Timing.CRED_REFRESH_SHARE, Timing.CRED_REFRESH_MIN_MS), Timing.CRED_REFRESH_MAX_MS);
+  return timer('cred-refresh', Math.round(ms));
+}
 
 // normalizeSession keeps what the client uses from join-pin/resumed data, with safe defaults.
 export function normalizeSession(data, prev = null) {
@@ -133,38 +160,79 @@ function startMedia(state) {
 
 // beginIceRestart enters RECONNECTING. Only the offerer restarts (one side restarting avoids
 // offer glare); the answerer waits for the offerer's restart offer for as long as all tries take.
+// Each try starts with fresh TURN credentials on both sides: the relay may have restarted, or
+// the old ones may have been revoked or expired. With the socket open, a renewal (a resume on a
+// second socket) is started and the offerer restarts once it is over; with the socket down, the
+// offerer restarts once the resume is back (which brings fresh credentials too); without a
+// resume token there is no way to renew them, and the offerer restarts at once.
 function beginIceRestart(state) {
   const restarts = state.iceRestarts + 1;
-  const next = { ...state, phase: Phase.RECONNECTING, iceRestarts: restarts, notice: { code: 'ice-reconnecting', text: 'Connection to the other person lost. Reconnecting\u2026' } };
+  let next = { ...state, phase: Phase.RECONNECTING, iceRestarts: restarts, notice: { code: 'ice-reconnecting', text: 'Connection to the other person lost. Reconnecting\u2026' } };
   if (restarts > Timing.MAX_ICE_RESTARTS) {
     return finish(state, Phase.ERROR, { problem: callProblems.ICE_FAILED }, { leave: true });
   }
   const effects = [...cancel('ice-grace', 'ice-restart')];
-  if (state.offerer) {
-    effects.push({ type: 'pc.restartIce' }, timer('ice-restart', Timing.ICE_RESTART_TIMEOUT_MS));
-  } else {
-    effects.push(timer('ice-restart', Timing.ICE_RESTART_TIMEOUT_MS));
+  const canRenew = !!state.session?.resumeToken && (state.socket === 'open' || state.socket === 'resuming');
+  if (canRenew) {
+    if (state.socket === 'open' && !state.refreshing) {
+      next = { ...next, refreshing: 'ice' };
+      effects.push(refresh(state));
+    }
+    if (state.offerer) next = { ...next, restartPending: true };
+  } else if (state.offerer) {
+    effects.push({ type: 'pc.restartIce' });
   }
+  effects.push(timer('ice-restart', Timing.ICE_RESTART_TIMEOUT_MS));
   return out(next, effects);
 }
 
+// afterRenewal replays what the other member sent during a renewal, now that the fresh
+// credentials are applied (or the renewal failed), and makes the restart that waited for it.
+function afterRenewal(state, held, effects) {
+  let s = state;
+  const fx = [...effects];
+  for (const m of held) {
+    const r = onServerMessage(s, m);
+    s = r.state;
+    fx.push(...r.effects);
+  }
+  if (s.restartPending) {
+    if (s.offerer && s.phase === Phase.RECONNECTING && s.socket === 'open') {
+      s = { ...s, restartPending: false };
+      fx.push({ type: 'pc.restartIce' });
+    } else if (s.phase !== Phase.RECONNECTING) {
+      s = { ...s, restartPending: false };
+    }
+  }
+  return out(s, fx);
+}
+
+// Messages from the other member that wait while a renewal is under way: an offer must be
+// answered with the fresh credentials, and the rest keep their order around it.
+const HELD = new Set(['offer', 'answer', 'ice-candidate', 'peer-joined', 'peer-left']);
+
 function onServerMessage(state, msg) {
+  if (state.refreshing && HELD.has(msg.type)) {
+    return out({ ...state, held: [...state.held, msg].slice(-Timing.MAX_HELD) });
+  }
   switch (msg.type) {
     case 'join-pin': {
       if (state.phase !== Phase.CONNECTING) return out(state);
       const session = normalizeSession(msg.data);
       const second = session.role === 'second';
       const next = { ...state, session, peer: second, offerer: false, phase: second ? Phase.NEGOTIATING : Phase.WAITING };
-      const effects = [...cancel('connect'), { type: 'pc.create', session }];
+      const effects = [...cancel('connect'), { type: 'pc.create', session }, credTimer(session)];
       if (second) effects.push(timer('negotiate', Timing.NEGOTIATION_TIMEOUT_MS));
       return out(next, effects);
     }
     case 'resumed': {
-      if (state.socket !== 'resuming') return out(state);
+      // The answer to a resume after a drop, or to a renewal on a second socket: either way it
+      // carries fresh TURN credentials, applied before anything that waited for them.
+      if (state.socket !== 'resuming' && !state.refreshing) return out(state);
       const session = normalizeSession(msg.data, state.session);
-      const next = { ...state, session, socket: 'open', resumeAttempt: 0, lastServerError: null, notice: state.notice?.code === 'server-reconnecting' ? null : state.notice };
-      const effects = [...cancel('resume-retry', 'resume-deadline'), { type: 'socket.flush' }, { type: 'pc.configure', session }];
-      return out(next, effects);
+      const next = { ...state, session, socket: 'open', refreshing: null, held: [], resumeAttempt: 0, lastServerError: null, notice: state.notice?.code === 'server-reconnecting' ? null : state.notice };
+      const effects = [...cancel('resume-retry', 'resume-deadline'), { type: 'socket.flush' }, { type: 'pc.configure', session }, credTimer(session)];
+      return afterRenewal(next, state.held, effects);
     }
     case 'peer-joined': {
       if (state.phase !== Phase.WAITING) return out(state);
@@ -182,6 +250,14 @@ function onServerMessage(state, msg) {
           [{ type: 'pc.answer', description: msg.data }, timer('negotiate', Timing.NEGOTIATION_TIMEOUT_MS)],
         );
       }
+      if (state.phase === Phase.CALL && !state.offerer && state.iceState === 'disconnected') {
+        // The offerer's ICE restart arrives while our own grace period runs: the path is down
+        // on both sides. Reconnect as if the grace had passed, so the offer is answered with
+        // fresh credentials.
+        const r = beginIceRestart(state);
+        if (r.state.refreshing) return out({ ...r.state, held: [...r.state.held, msg] }, r.effects);
+        return out(r.state, [...r.effects, { type: 'pc.answer', description: msg.data }]);
+      }
       return out(state, [{ type: 'pc.answer', description: msg.data }]);
     }
     case 'answer': {
@@ -196,7 +272,7 @@ function onServerMessage(state, msg) {
       if (!IN_ROOM.has(state.phase)) return out(state);
       // Stay in the room: the PIN still works, and whoever joins next gets our offer.
       return out(
-        { ...state, phase: Phase.WAITING, peer: false, offerer: false, path: null, iceState: 'new', iceRestarts: 0, quality: initialQuality, safety: null, notice: { code: 'peer-left', text: 'The other person left the call. You can wait for them here, or hang up.' } },
+        { ...state, phase: Phase.WAITING, peer: false, offerer: false, path: null, iceState: 'new', iceRestarts: 0, restartPending: false, quality: initialQuality, safety: null, notice: { code: 'peer-left', text: 'The other person left the call. You can wait for them here, or hang up.' } },
         [...cancel('negotiate', 'ice-grace', 'ice-restart'), { type: 'stats.stop' }, { type: 'pc.create', session: state.session }],
       );
     }
@@ -253,7 +329,9 @@ function onSocketClosed(state, code) {
   const effects = [timer('resume-retry', backoff)];
   if (state.socket !== 'resuming') effects.push(timer('resume-deadline', state.session.resumeGraceMs));
   const notice = { code: 'server-reconnecting', text: state.phase === Phase.CALL ? 'Connection to the server lost. Reconnecting\u2026 your call continues.' : 'Connection to the server lost. Reconnecting\u2026' };
-  return out({ ...state, socket: 'resuming', resumeAttempt: attempt, lastServerError: null, notice }, effects);
+  // A renewal under way ends with its socket (signaling.js reports the drop instead of its
+  // outcome): the resume brings fresh credentials, then the held messages and the restart.
+  return out({ ...state, socket: 'resuming', refreshing: null, resumeAttempt: attempt, lastServerError: null, notice }, effects);
 }
 
 function onTimer(state, name) {
@@ -276,6 +354,11 @@ function onTimer(state, name) {
     case 'ice-restart':
       if (state.phase !== Phase.RECONNECTING) return out(state);
       return beginIceRestart(state);
+    case 'cred-refresh':
+      // The credentials are getting old: renew them now, while nothing is wrong, so an ICE
+      // restart never has to rely on expired ones. A resume under way brings new ones anyway.
+      if (!IN_ROOM.has(state.phase) || state.socket !== 'open' || state.refreshing || !state.session?.resumeToken) return out(state);
+      return out({ ...state, refreshing: 'ttl' }, [refresh(state)]);
     default:
       return out(state);
   }
@@ -340,6 +423,14 @@ export function reduce(state, action) {
       return onServerMessage(state, action.msg);
     case 'SOCKET_CLOSED':
       return onSocketClosed(state, action.code);
+    case 'REFRESH_FAILED': {
+      // The second socket's resume was refused or timed out; the first socket still carries
+      // the session. Go on with the credentials on hand, and try again later.
+      if (!state.refreshing) return out(state);
+      const effects = [{ type: 'socket.flush' }];
+      if (state.session?.credentialTtl) effects.push(timer('cred-refresh', Timing.CRED_REFRESH_RETRY_MS));
+      return afterRenewal({ ...state, refreshing: null, held: [] }, state.held, effects);
+    }
 
     case 'LOCAL_DESCRIPTION':
       if (!WITH_PEER.has(state.phase) || !action.description) return out(state);
