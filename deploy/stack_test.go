@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,6 +31,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 	"github.com/tuturu/tuturu/internal/testproc"
 )
 
@@ -144,28 +144,11 @@ func startProc(t *testing.T, bin, name string, env map[string]string) *proc {
 	return &proc{Proc: p, addr: p.Addr}
 }
 
+// freePort returns a loopback port free for both UDP and TCP, as the environment wants it.
+func freePort(t *testing.T) string { return strconv.Itoa(testnet.FreeTURNPort(t)) }
+
 // stop ends the process as `docker compose down` does (SIGTERM) and waits for it.
 func (p *proc) stop(t *testing.T) { p.Stop(t, 45*time.Second) }
-
-// freePort returns a port free on 127.0.0.1 for both UDP and TCP, as TURN needs.
-func freePort(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return strconv.Itoa(port)
-		}
-	}
-	t.Fatal("no free UDP+TCP port")
-	return ""
-}
 
 // TestComposeStackWithoutDocker runs the four services as separate processes with the
 // environment compose.yaml gives them, changing only addresses (no compose DNS or published

@@ -24,6 +24,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 	"github.com/tuturu/tuturu/roomsvc"
 	"github.com/tuturu/tuturu/turnsvc"
 )
@@ -53,7 +54,7 @@ import (
 func TestCredsvcKilledLosesNothing(t *testing.T) {
 	tuturuBinary(t) // built before anything runs, so the first credsvc start is quick
 	adminToken, internalToken := platform.RandomToken(24), platform.RandomToken(24)
-	credAddr := freeLoopbackAddr(t)
+	credAddr := testnet.FreeAddr(t)
 	credURL := "http://" + credAddr
 	credDir := t.TempDir()
 	svcs := &inProcServices{t: t}

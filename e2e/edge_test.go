@@ -2,19 +2,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +23,7 @@ import (
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testtls"
 	"github.com/tuturu/tuturu/turnsvc"
 )
 
@@ -49,51 +43,15 @@ type edgeCA struct {
 
 func newEdgeCA(t *testing.T, dir string) *edgeCA {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e edge CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: edgeDomain},
-		DNSNames:  []string{edgeDomain, edgeApp, edgeTurn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
+	tca := testtls.NewCA(t)
 	ca := &edgeCA{
-		pool:     x509.NewCertPool(),
+		pool:     tca.Pool,
 		caFile:   filepath.Join(dir, "ca.pem"),
 		certFile: filepath.Join(dir, "cert.pem"),
 		keyFile:  filepath.Join(dir, "key.pem"),
 	}
-	ca.pool.AddCert(caCert)
-	for path, block := range map[string]*pem.Block{
-		ca.caFile:   {Type: "CERTIFICATE", Bytes: caDER},
-		ca.certFile: {Type: "CERTIFICATE", Bytes: der},
-		ca.keyFile:  {Type: "EC PRIVATE KEY", Bytes: kb},
-	} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tca.WriteCert(t, ca.caFile)
+	tca.Issue(t, ca.certFile, ca.keyFile, 2, edgeDomain, edgeApp, edgeTurn)
 	return ca
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tuturu/tuturu/gateway"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestRoomsvcKilledCallGoesOn: roomsvc runs as a process of its own; two members joined on a
@@ -19,7 +20,7 @@ import (
 // it is back.
 func TestRoomsvcKilledCallGoesOn(t *testing.T) {
 	s := startStack(t, stackOptions{})
-	addr := freeLoopbackAddr(t)
+	addr := testnet.FreeAddr(t)
 	env := map[string]string{
 		"ROOMSVC_ADDR":   addr,
 		"CREDSVC_URL":    s.CredsvcURL,
@@ -82,15 +83,4 @@ func TestRoomsvcKilledCallGoesOn(t *testing.T) {
 	}
 	alice.expectQuiet()
 	bob.expectQuiet()
-}
-
-// freeLoopbackAddr is a 127.0.0.1 address free for TCP right now.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/tuturu/tuturu/gateway"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestChromiumTurnKilledCallComesBack: two pages in a relay-only call through a turnsvc that
@@ -32,7 +32,7 @@ func TestChromiumTurnKilledCallComesBack(t *testing.T) {
 	// credsvc hands out URLs for the turnsvc process, not for the stack's own turnsvc (which
 	// keeps running, unused); the two agree on the port, the host and the external IP, and
 	// turnsvc checks every credential with credsvc, so the secret is credsvc's alone.
-	port := freeTURNPort(t)
+	port := testnet.FreeTURNPort(t)
 	s := startStack(t, stackOptions{
 		Gateway: func(c *gateway.Config) { c.ForceRelay = true },
 		Credsvc: func(c *credsvc.Config) {
@@ -42,7 +42,7 @@ func TestChromiumTurnKilledCallComesBack(t *testing.T) {
 		},
 	})
 	env := map[string]string{
-		"TURNSVC_ADDR":       freeLoopbackAddr(t),
+		"TURNSVC_ADDR":       testnet.FreeAddr(t),
 		"CREDSVC_URL":        s.CredsvcURL,
 		"INTERNAL_TOKEN":     s.InternalToken,
 		"ADMIN_TOKEN":        s.AdminToken,
@@ -160,25 +160,4 @@ func (p *page) consoleHasAll(parts ...string) bool {
 		}
 	}
 	return false
-}
-
-// freeTURNPort is a loopback port free for both UDP and TCP right now (turnsvc serves TURN
-// on both with one number).
-func freeTURNPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no loopback port free for both UDP and TCP")
-	return 0
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/testtls"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -56,7 +58,7 @@ func TestConfigValidation(t *testing.T) {
 func TestConfigTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeSelfSigned(t, certFile, keyFile)
+	testtls.NewCA(t).Issue(t, certFile, keyFile, 1, "127.0.0.1")
 	cfg := testConfig(t, "http://127.0.0.1:1")
 	cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
 	s, err := New(cfg)
@@ -80,7 +82,7 @@ func TestConfigTLS(t *testing.T) {
 func TestAllocateTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeSelfSigned(t, certFile, keyFile)
+	testtls.NewCA(t).Issue(t, certFile, keyFile, 1, "127.0.0.1")
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)

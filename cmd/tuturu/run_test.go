@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // runMainEnv makes the test binary run main instead of the tests: tests start `tuturu` as a
@@ -194,22 +196,11 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // healthcheck exits 0 against a running service and fails clearly against a stopped one.
 func TestHealthcheck(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
-	env := envFrom(map[string]string{"DATA_DIR": t.TempDir(), "ROOMSVC_ADDR": addr, "CREDSVC_URL": "http://" + freeAddr(t)})
+	addr := testnet.FreeAddr(t)
+	env := envFrom(map[string]string{"DATA_DIR": t.TempDir(), "ROOMSVC_ADDR": addr, "CREDSVC_URL": "http://" + testnet.FreeAddr(t)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs bytes.Buffer
@@ -242,7 +233,7 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatalf("healthcheck output %q lacks the status", out.String())
 	}
 
-	err = run(context.Background(), []string{"healthcheck", "-addr", freeAddr(t), "-timeout", "2s"}, envFrom(nil), &out, &out)
+	err = run(context.Background(), []string{"healthcheck", "-addr", testnet.FreeAddr(t), "-timeout", "2s"}, envFrom(nil), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "healthcheck http://") || !strings.Contains(err.Error(), "unavailable") {
 		t.Fatalf("healthcheck against a stopped service: %v; want a clear unavailable error", err)
 	}
@@ -251,7 +242,7 @@ func TestHealthcheck(t *testing.T) {
 // Tokens and secrets never reach the logs; the token's file location does.
 func TestTokensAreNotLogged(t *testing.T) {
 	dir := t.TempDir()
-	env := envFrom(map[string]string{"DATA_DIR": dir, "ROOMSVC_ADDR": freeAddr(t), "INTERNAL_TOKEN": "internal-token-value-1234567890"})
+	env := envFrom(map[string]string{"DATA_DIR": dir, "ROOMSVC_ADDR": testnet.FreeAddr(t), "INTERNAL_TOKEN": "internal-token-value-1234567890"})
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs lines
 	done := make(chan error, 1)
@@ -323,26 +314,6 @@ func TestRunAllStopOrder(t *testing.T) {
 	}
 }
 
-// freePort returns a port free on 127.0.0.1 for both UDP and TCP, as TURN needs.
-func freePort(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return strconv.Itoa(port)
-		}
-	}
-	t.Fatal("no free UDP+TCP port")
-	return ""
-}
-
 // breakListener makes the TCP listener on 127.0.0.1:port of process pid fail for good, as
 // a listener the kernel tears down does: through a duplicate of the process's descriptor
 // (pidfd_getfd) it shuts the socket down, and the process's next accept fails with EINVAL,
@@ -394,7 +365,7 @@ func breakListener(t *testing.T, pid, port int) {
 // exits non-zero with a message naming roomsvc, so that a supervisor restarts it.
 func TestAllExitsWhenAServiceFails(t *testing.T) {
 	t.Parallel() // its services run in a process of their own
-	room, cred := freeAddr(t), freeAddr(t)
+	room, cred := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	_, p, _ := net.SplitHostPort(room)
 	roomPort, _ := strconv.Atoi(p)
 	cmd := tuturuCommand(t, []string{
@@ -408,7 +379,7 @@ func TestAllExitsWhenAServiceFails(t *testing.T) {
 		"CREDSVC_ADDR=" + cred,
 		"CREDSVC_URL=http://" + cred,
 		"TURN_LISTEN_HOST=127.0.0.1",
-		"TURN_PORT=" + freePort(t),
+		"TURN_PORT=" + strconv.Itoa(testnet.FreeTURNPort(t)),
 		"TURN_UDP_SOCKETS=1",
 	}, "all")
 	var out lines

@@ -16,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/testnet"
+	"github.com/tuturu/tuturu/internal/testtls"
 )
 
 // pebble is a running Pebble ACME CA with pebble-challtestsrv as its DNS: every name
@@ -42,26 +45,6 @@ func buildTool(t *testing.T, ctx context.Context, dir, pkg string) string {
 	return out
 }
 
-// freePort returns a port free for TCP and UDP on 127.0.0.1 at the time of the call.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both TCP and UDP")
-	return 0
-}
-
 // startPebble builds and starts Pebble and pebble-challtestsrv; Pebble validates tls-alpn-01
 // on tlsPort and http-01 on httpPort.
 func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
@@ -76,11 +59,11 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 	challBin := buildTool(t, ctx, dir, "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv")
 
 	// Pebble's own HTTPS listener gets a certificate from a CA made here.
-	ca := newTestCA(t)
+	ca := testtls.NewCA(t)
 	certFile, keyFile := filepath.Join(dir, "pebble.pem"), filepath.Join(dir, "pebble.key")
-	ca.issueIP(t, certFile, keyFile, "127.0.0.1")
+	ca.Issue(t, certFile, keyFile, 99, "127.0.0.1", "localhost")
 
-	dnsPort, mgmtPort, apiPort, chalMgmt := freePort(t), freePort(t), freePort(t), freePort(t)
+	dnsPort, mgmtPort, apiPort, chalMgmt := testnet.FreeTURNPort(t), testnet.FreeTURNPort(t), testnet.FreeTURNPort(t), testnet.FreeTURNPort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
@@ -123,7 +106,7 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 
 	p := &pebble{
 		dirURL: fmt.Sprintf("https://127.0.0.1:%d/dir", apiPort),
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}},
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}},
 	}
 	// Both are up when they answer; bounded.
 	waitHTTP(t, p.client, fmt.Sprintf("http://127.0.0.1:%d/", chalMgmt))

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tuturu/tuturu/internal/proxyproto"
+	"github.com/tuturu/tuturu/internal/testtls"
 )
 
 // appHandler is a small real app: a page and a WebSocket echo, like the gateway's / and /ws.
@@ -63,17 +64,17 @@ func turnUpstream(t *testing.T) string {
 }
 
 // startFileEdge runs an edge with a certificate from files for the three test names.
-func startFileEdge(t *testing.T) (*running, *testCA, string, string) {
-	ca := newTestCA(t)
+func startFileEdge(t *testing.T) (*running, *testtls.CA, string, string) {
+	ca := testtls.NewCA(t)
 	certFile, keyFile := certFiles(t)
-	ca.issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
+	ca.Issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
 	e := startEdge(t, Config{
 		CertFile: certFile, KeyFile: keyFile,
 		TurnUpstream: turnUpstream(t),
 		App:          appHandler(),
 		HSTSMaxAge:   time.Hour,
 	})
-	e.pool = ca.pool
+	e.pool = ca.Pool
 	return e, ca, certFile, keyFile
 }
 
@@ -200,11 +201,11 @@ func TestSNIRouting(t *testing.T) {
 }
 
 func TestTurnNameWithoutUpstreamIsCover(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testtls.NewCA(t)
 	certFile, keyFile := certFiles(t)
-	ca.issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
+	ca.Issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
 	e := startEdge(t, Config{CertFile: certFile, KeyFile: keyFile, App: appHandler()})
-	resp, err := httpsClient(e.Addr(), ca.pool, false).Get("https://" + testTurn + "/")
+	resp, err := httpsClient(e.Addr(), ca.Pool, false).Get("https://" + testTurn + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestCertificateFilesReload(t *testing.T) {
 	e, ca, certFile, keyFile := startFileEdge(t)
 	e.certs.(*fileCerts).interval = 0
 	serial := func() int64 {
-		conn, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.pool, ServerName: testApp})
+		conn, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.Pool, ServerName: testApp})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +260,7 @@ func TestCertificateFilesReload(t *testing.T) {
 		t.Fatalf("serial %d, want 2", s)
 	}
 	// A live connection made with the old certificate survives the swap.
-	live, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.pool, ServerName: testTurn})
+	live, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.Pool, ServerName: testTurn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestCertificateFilesReload(t *testing.T) {
 
 	// mtime granularity may hide a rewrite within the same tick; the size changes with the
 	// extra name anyway.
-	ca.issue(t, certFile, keyFile, 3, testDomain, testApp, testTurn, "x.tuturu.test")
+	ca.Issue(t, certFile, keyFile, 3, testDomain, testApp, testTurn, "x.tuturu.test")
 	if s := serial(); s != 3 {
 		t.Errorf("after the files changed: serial %d, want 3", s)
 	}
@@ -291,9 +292,9 @@ func TestCertificateFilesReload(t *testing.T) {
 }
 
 func TestShutdownEndsRelays(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testtls.NewCA(t)
 	certFile, keyFile := certFiles(t)
-	ca.issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
+	ca.Issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
 	cfg := Config{
 		Domain: testDomain, CertFile: certFile, KeyFile: keyFile, App: appHandler(),
 		TurnUpstream: turnUpstream(t), DrainTimeout: 200 * time.Millisecond,
@@ -306,7 +307,7 @@ func TestShutdownEndsRelays(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	conn, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.pool, ServerName: testTurn})
+	conn, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.Pool, ServerName: testTurn})
 	if err != nil {
 		t.Fatal(err)
 	}

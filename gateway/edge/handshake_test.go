@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tuturu/tuturu/internal/testtls"
 )
 
 // TestHandshakeDeadlines: a client that sends nothing, or only part of its ClientHello, is
@@ -17,9 +19,9 @@ import (
 // keep no deadline.
 func TestHandshakeDeadlines(t *testing.T) {
 	const short = 300 * time.Millisecond
-	ca := newTestCA(t)
+	ca := testtls.NewCA(t)
 	certFile, keyFile := certFiles(t)
-	ca.issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
+	ca.Issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
 	start := func(helloTimeout, handshakeTimeout time.Duration) *running {
 		return startEdge(t, Config{
 			CertFile: certFile, KeyFile: keyFile,
@@ -70,12 +72,12 @@ func TestHandshakeDeadlines(t *testing.T) {
 	})
 
 	t.Run("handshaken connections keep no deadline", func(t *testing.T) {
-		app, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.pool, ServerName: testApp, NextProtos: []string{"http/1.1"}})
+		app, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.Pool, ServerName: testApp, NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer app.Close()
-		turn, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.pool, ServerName: testTurn})
+		turn, err := tls.Dial("tcp", e.Addr(), &tls.Config{RootCAs: ca.Pool, ServerName: testTurn})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,15 +13,16 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testtls"
 )
 
 func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	tel := platform.NoTelemetry()
 	tel.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	ca := newTestCA(t)
+	ca := testtls.NewCA(t)
 	certFile, keyFile := certFiles(t)
-	ca.issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
+	ca.Issue(t, certFile, keyFile, 2, testDomain, testApp, testTurn)
 	e := startEdge(t, Config{
 		CertFile: certFile, KeyFile: keyFile, App: appHandler(), TurnUpstream: turnUpstream(t),
 		Base: platform.Base{Telemetry: tel, DataDir: t.TempDir()},
@@ -34,7 +35,7 @@ func TestMetrics(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	turnConn, err := tls.Dial("tcp", e.Addr(), &tls.Config{ServerName: testTurn, RootCAs: ca.pool})
+	turnConn, err := tls.Dial("tcp", e.Addr(), &tls.Config{ServerName: testTurn, RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
-// Package testnet holds network fakes that tests in several packages share. It is imported
-// only by tests.
+// Package testnet holds what tests in several packages share about the network: fakes
+// (a listener out of file descriptors) and free loopback ports. It is imported only by tests.
 package testnet
 
 import (
