@@ -122,7 +122,7 @@ func TestCredsvcKilledLosesNothing(t *testing.T) {
 		return res.Msg.GetCredsvcConnected()
 	}
 	waitFor(t, 10*time.Second, "turnsvc's revocation feed connected to credsvc", func() bool { return feed(turn1) })
-	peer := echoPeer(t)
+	peer := testnet.UDPEchoPeer(t).LocalAddr()
 	// Sockets still open when the gateway stops would hold its stop for a close handshake
 	// nobody answers; the clients close them first.
 	var sockets []*wsClient
@@ -173,7 +173,7 @@ func TestCredsvcKilledLosesNothing(t *testing.T) {
 	t.Logf("credsvc SIGKILLed; turnsvc's revocation feed reported lost after %v", lost)
 
 	// (4) turnsvc keeps serving what it had confirmed.
-	if err := relayEcho(aliceRelay, peer, "alice while credsvc is down", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(aliceRelay, peer, "alice while credsvc is down", 3*time.Second); err != nil {
 		t.Fatalf("alice's confirmed allocation stopped relaying while credsvc is down: %v", err)
 	}
 	if err := aliceClient.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: 9}); err != nil {
@@ -296,7 +296,7 @@ func TestCredsvcKilledLosesNothing(t *testing.T) {
 	})
 	t.Logf("turnsvc closed their relays %v after the restart", time.Since(restart).Round(time.Millisecond))
 	for name, relay := range map[string]net.PacketConn{"carol": carolRelay, "dave": daveRelay} {
-		if err := relayEcho(relay, peer, name+" after her revocation", 300*time.Millisecond); err == nil {
+		if err := testnet.RelayRoundTrip(relay, peer, name+" after her revocation", 300*time.Millisecond); err == nil {
 			t.Errorf("%s's relay still works after her departure was revoked", name)
 		}
 	}
@@ -305,7 +305,7 @@ func TestCredsvcKilledLosesNothing(t *testing.T) {
 	}
 
 	// (4) alice's relay lived through all of it; her call's signaling too.
-	if err := relayEcho(aliceRelay, peer, "alice after the restart", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(aliceRelay, peer, "alice after the restart", 3*time.Second); err != nil {
 		t.Errorf("alice's relay after the restart: %v", err)
 	}
 	alice.send(`{"type":"ice-candidate","data":{"candidate":"after credsvc came back"}}`)
@@ -463,7 +463,7 @@ func allocateAndEcho(t *testing.T, c interface {
 	if err != nil {
 		t.Fatalf("%s: Allocate: %v", what, err)
 	}
-	if err := relayEcho(relay, peer, what, 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, peer, what, 3*time.Second); err != nil {
 		t.Fatalf("%s: relay: %v", what, err)
 	}
 	return relay

@@ -23,6 +23,7 @@ import (
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 	"github.com/tuturu/tuturu/internal/testtls"
 	"github.com/tuturu/tuturu/turnsvc"
 )
@@ -205,7 +206,7 @@ func TestEdgeServesTheStack(t *testing.T) {
 			t.Fatalf("Allocate through the edge: %v", err)
 		}
 		defer relay.Close()
-		if err := relayEcho(relay, echoPeer(t), "through the edge", 3*time.Second); err != nil {
+		if err := testnet.RelayRoundTrip(relay, testnet.UDPEchoPeer(t).LocalAddr(), "through the edge", 3*time.Second); err != nil {
 			t.Fatalf("relay: %v", err)
 		}
 		allocs := ts.allocations(t, participant)

@@ -16,14 +16,13 @@ import (
 	reflectv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
+	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
+	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
+	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
-
-	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
-	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
-	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 )
 
 // servicesOf lists, per running service, the RPC services it must expose.

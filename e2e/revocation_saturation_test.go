@@ -13,6 +13,7 @@ import (
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestRevocationsAtSaturation: 400 members leave in one batch, far faster than one fsync
@@ -54,7 +55,7 @@ func TestRevocationsAtSaturation(t *testing.T) {
 	}
 
 	// Some of them hold a relay with the credentials roomsvc issued them.
-	peer := echoPeer(t)
+	peer := testnet.UDPEchoPeer(t).LocalAddr()
 	live := map[string]net.PacketConn{}
 	for id := uint64(1); id <= relays; id++ {
 		j := joined[id]
@@ -63,7 +64,7 @@ func TestRevocationsAtSaturation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Allocate with issued credentials: %v", err)
 		}
-		if err := relayEcho(relay, peer, "before leaving", 3*time.Second); err != nil {
+		if err := testnet.RelayRoundTrip(relay, peer, "before leaving", 3*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		live[j.GetSelf().GetParticipantId()] = relay

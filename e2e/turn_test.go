@@ -20,6 +20,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 	"github.com/tuturu/tuturu/turnsvc"
 )
 
@@ -114,47 +115,6 @@ func (quietTURN) NewLogger(scope string) logging.LeveledLogger {
 	return logging.NewDefaultLeveledLoggerForScope(scope, logging.LogLevelError, os.Stderr)
 }
 
-// echoPeer answers every UDP datagram with itself. It listens on 127.0.0.2: 127.0.0.1 is
-// turnsvc's own address here, which relays may reach on relay ports only (docs/turn.md, the
-// own-address guard), so an echo peer there would never hear the relay.
-func echoPeer(t *testing.T) net.Addr {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = c.WriteTo(buf[:n], from)
-		}
-	}()
-	return c.LocalAddr()
-}
-
-func relayEcho(relay net.PacketConn, peer net.Addr, msg string, wait time.Duration) error {
-	if _, err := relay.WriteTo([]byte(msg), peer); err != nil {
-		return err
-	}
-	_ = relay.SetReadDeadline(time.Now().Add(wait))
-	defer relay.SetReadDeadline(time.Time{})
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := relay.ReadFrom(buf)
-		if err != nil {
-			return err
-		}
-		if string(buf[:n]) == msg {
-			return nil
-		}
-	}
-}
-
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -172,7 +132,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // allocation within 1 s.
 func TestTURNWithIssuedCredentials(t *testing.T) {
 	s := startTurnStack(t, nil)
-	peer := echoPeer(t)
+	peer := testnet.UDPEchoPeer(t).LocalAddr()
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run("allocate "+network, func(t *testing.T) {
 			participant := "e2e-" + network
@@ -181,7 +141,7 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Allocate: %v", err)
 			}
-			if err := relayEcho(relay, peer, "through turnsvc", 3*time.Second); err != nil {
+			if err := testnet.RelayRoundTrip(relay, peer, "through turnsvc", 3*time.Second); err != nil {
 				t.Fatalf("relay: %v", err)
 			}
 			if got := s.allocations(t, participant); len(got) != 1 || got[0].GetProtocol() != network {
@@ -231,7 +191,7 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 		if err := live.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 7), Port: 9}); err != nil {
 			t.Errorf("live allocation refused after its credential expired: %v", err)
 		}
-		if err := relayEcho(relay, peer, "after expiry", 3*time.Second); err != nil {
+		if err := testnet.RelayRoundTrip(relay, peer, "after expiry", 3*time.Second); err != nil {
 			t.Errorf("relay after expiry: %v", err)
 		}
 	})
@@ -242,7 +202,7 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Allocate: %v", err)
 		}
-		if err := relayEcho(relay, peer, "before", 3*time.Second); err != nil {
+		if err := testnet.RelayRoundTrip(relay, peer, "before", 3*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -253,7 +213,7 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 		}
 		took := waitFor(t, time.Second, "allocation closed after Revoke", func() bool { return len(s.allocations(t, "leaver")) == 0 })
 		t.Logf("allocation gone %v after Revoke returned", took)
-		if err := relayEcho(relay, peer, "after", 300*time.Millisecond); err == nil {
+		if err := testnet.RelayRoundTrip(relay, peer, "after", 300*time.Millisecond); err == nil {
 			t.Error("relay still works after revocation")
 		}
 		if _, err := s.client(t, "udp", u, p).Allocate(); err == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/tuturu/tuturu/internal/ratelimit"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestAuthFloodKeepsRelaysFlowing: a live allocation relays a steady stream through turnsvc's
@@ -49,8 +50,8 @@ func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Allocate: %v", err)
 			}
-			peer := udpPeer(t)
-			if err := roundTrip(relay, peer.LocalAddr(), "warm", 3*time.Second); err != nil {
+			peer := testnet.UDPEchoPeer(t)
+			if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "warm", 3*time.Second); err != nil {
 				t.Fatal(err)
 			}
 
@@ -101,7 +102,7 @@ func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 				u, p := cred.issue(fmt.Sprintf("fresh-%d", i), time.Hour)
 				fresh, err := turnClient(t, "udp", s, u, p).Allocate()
 				if err == nil {
-					if err := roundTrip(fresh, peer.LocalAddr(), "fresh", 3*time.Second); err != nil {
+					if err := testnet.RelayRoundTrip(fresh, peer.LocalAddr(), "fresh", 3*time.Second); err != nil {
 						t.Fatal(err)
 					}
 					t.Logf("fresh client allocated after the flood at attempt %d", i+1)
@@ -281,7 +282,7 @@ func TestSpoofedUDPKeepsTCPLookups(t *testing.T) {
 	if cred.calls.Load() == calls {
 		t.Error("the TCP client's username was not looked up")
 	}
-	if err := roundTrip(relay, udpPeer(t).LocalAddr(), "over tcp", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, testnet.UDPEchoPeer(t).LocalAddr(), "over tcp", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuturu/tuturu/internal/testnet"
 	"github.com/tuturu/tuturu/internal/testtls"
 )
 
@@ -93,7 +94,7 @@ func TestAllocateTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Allocate over TLS: %v", err)
 	}
-	if err := roundTrip(relay, udpPeer(t).LocalAddr(), "over tls", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, testnet.UDPEchoPeer(t).LocalAddr(), "over tls", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	allocs := listAllocs(t, s, "tls-user")

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestFastPath: once the client has bound a channel (pion's client does after its first send),
@@ -17,13 +18,13 @@ func TestFastPath(t *testing.T) {
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
-	peer := udpPeer(t)
+	peer := testnet.UDPEchoPeer(t)
 	u, p := cred.issue("fast", time.Hour)
 	relay, err := turnClient(t, "udp", s, u, p).Allocate()
 	if err != nil {
 		t.Fatalf("Allocate: %v", err)
 	}
-	if err := roundTrip(relay, peer.LocalAddr(), "first", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "first", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	allocs := s.reg.match(u, "", false)
@@ -40,7 +41,7 @@ func TestFastPath(t *testing.T) {
 	}
 	before := a.pktsTo.Load()
 	for i := range 100 {
-		if err := roundTrip(relay, peer.LocalAddr(), "fast "+string(rune('a'+i%26)), 3*time.Second); err != nil {
+		if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "fast "+string(rune('a'+i%26)), 3*time.Second); err != nil {
 			t.Fatalf("round trip %d: %v", i, err)
 		}
 	}
@@ -56,7 +57,7 @@ func TestFastPath(t *testing.T) {
 	if s.reg.fastClient(a.clientAP) != nil {
 		t.Error("closed allocation still on the fast path")
 	}
-	if err := roundTrip(relay, peer.LocalAddr(), "after close", 300*time.Millisecond); err == nil {
+	if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "after close", 300*time.Millisecond); err == nil {
 		t.Error("relay works after the allocation was closed")
 	}
 }

@@ -314,48 +314,6 @@ func turnClient(t testing.TB, network string, s *Service, username, password str
 	return c
 }
 
-// udpPeer is a UDP echo server on loopback, standing for the remote side of a relay. It is on
-// 127.0.0.2: 127.0.0.1 is turnsvc's own address in these tests, which relays may reach on relay
-// ports only.
-func udpPeer(t testing.TB) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = c.WriteTo(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// roundTrip sends msg through the relay to the echo peer and waits for it to come back.
-func roundTrip(relay net.PacketConn, peer net.Addr, msg string, wait time.Duration) error {
-	if _, err := relay.WriteTo([]byte(msg), peer); err != nil {
-		return fmt.Errorf("write through relay: %w", err)
-	}
-	_ = relay.SetReadDeadline(time.Now().Add(wait))
-	defer relay.SetReadDeadline(time.Time{})
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := relay.ReadFrom(buf)
-		if err != nil {
-			return fmt.Errorf("read through relay: %w", err)
-		}
-		if string(buf[:n]) == msg {
-			return nil
-		}
-	}
-}
-
 // eventually polls cond every 20ms until it holds or within passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()

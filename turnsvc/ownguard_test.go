@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pion/turn/v4"
+
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestGuardedOwnIPs: every own address is guarded whatever the peer policy says — a public
@@ -301,7 +303,7 @@ func TestOwnAddressGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A peer elsewhere (127.0.0.2 is not one of the server's addresses here) is reached.
-	if err := roundTrip(relayA, udpPeer(t).LocalAddr(), "elsewhere", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relayA, testnet.UDPEchoPeer(t).LocalAddr(), "elsewhere", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -319,7 +321,7 @@ func TestOwnAddressGuard(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	eventually(t, 3*time.Second, "refusals counted", func() bool { return s.st.peersDenied.Load()-before >= 2*sent })
-	if err := roundTrip(relayA, udpPeer(t).LocalAddr(), "still relaying", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relayA, testnet.UDPEchoPeer(t).LocalAddr(), "still relaying", 3*time.Second); err != nil {
 		t.Fatal(err) // flushes the relay: anything that got through has arrived by now
 	}
 	buf := make([]byte, 64)
@@ -414,7 +416,7 @@ func TestBroadcastGuard(t *testing.T) {
 				_, _ = relay.WriteTo([]byte(fmt.Sprintf("broadcast %d", i)), dst)
 				time.Sleep(10 * time.Millisecond)
 			}
-			if err := roundTrip(relay, udpPeer(t).LocalAddr(), "still relaying", 3*time.Second); err != nil {
+			if err := testnet.RelayRoundTrip(relay, testnet.UDPEchoPeer(t).LocalAddr(), "still relaying", 3*time.Second); err != nil {
 				t.Fatal(err) // flushes the relay: anything that got through has arrived by now
 			}
 			expectNothing(t, service)

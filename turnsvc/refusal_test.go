@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/stun/v3"
 	"github.com/pion/turn/v4"
+
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // xorPeer is an XOR-PEER-ADDRESS as it goes on the wire: an IPv4-mapped IPv6 address is sent
@@ -122,7 +124,7 @@ func TestRefusalsCarryErrorCode(t *testing.T) {
 	cfg.AllowPeers = "127.0.0.2/31,127.0.0.4/31" // .2 to .5; 127.0.0.1, turnsvc's own address, stays denied
 	cfg.MaxPermissions = 3
 	s, _ := startTurn(t, cfg)
-	peer := udpPeer(t) // on 127.0.0.2
+	peer := testnet.UDPEchoPeer(t) // on 127.0.0.2
 	denied := []string{"127.0.0.1", "10.0.0.1", "169.254.169.254", "::ffff:127.0.0.1", "fe80::1", "224.0.0.1"}
 
 	for _, network := range []string{"udp", "tcp"} {
@@ -163,7 +165,7 @@ func TestRefusalsCarryErrorCode(t *testing.T) {
 				t.Fatalf("ChannelBind(%v): %v", bound, res.Type)
 			}
 			wantSigned(t, res, r.key)
-			if err := roundTrip(relay, peer.LocalAddr(), "allowed "+network, 3*time.Second); err != nil {
+			if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "allowed "+network, 3*time.Second); err != nil {
 				t.Fatal(err)
 			}
 

@@ -12,6 +12,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 func adminClient(s *Service, token string, opts ...connect.ClientOption) turnv1connect.TurnAdminServiceClient {
@@ -47,7 +48,7 @@ func TestAllocateAndRelay(t *testing.T) {
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
-	peer := udpPeer(t)
+	peer := testnet.UDPEchoPeer(t)
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			participant := "p-" + network
@@ -57,7 +58,7 @@ func TestAllocateAndRelay(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Allocate: %v", err)
 			}
-			if err := roundTrip(relay, peer.LocalAddr(), "hello "+network, 3*time.Second); err != nil {
+			if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "hello "+network, 3*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			allocs := listAllocs(t, s, participant)
@@ -139,21 +140,21 @@ func TestRevocationClosesAllocation(t *testing.T) {
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
 	eventually(t, 5*time.Second, "revocation feed connected", func() bool { return getStats(t, s).GetCredsvcConnected() })
-	peer := udpPeer(t)
+	peer := testnet.UDPEchoPeer(t)
 	u, p := cred.issue("dave", time.Hour)
 	c := turnClient(t, "udp", s, u, p)
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatalf("Allocate: %v", err)
 	}
-	if err := roundTrip(relay, peer.LocalAddr(), "before", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "before", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	cred.revokeParticipant("dave")
 	eventually(t, time.Second, "allocation closed after revocation", func() bool { return len(listAllocs(t, s, "dave")) == 0 })
 	t.Logf("allocation gone %v after the revocation", time.Since(start))
-	if err := roundTrip(relay, peer.LocalAddr(), "after", 300*time.Millisecond); err == nil {
+	if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "after", 300*time.Millisecond); err == nil {
 		t.Error("relay still carries traffic after revocation")
 	}
 	if got := getStats(t, s).GetAllocationsClosed()[reasonRevoked]; got != 1 {
@@ -260,7 +261,7 @@ func TestRefreshAfterExpiry(t *testing.T) {
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
-	peer := udpPeer(t)
+	peer := testnet.UDPEchoPeer(t)
 	u, p := cred.issue("heidi", 2*time.Second)
 	c := turnClient(t, "udp", s, u, p)
 	relay, err := c.Allocate()
@@ -273,7 +274,7 @@ func TestRefreshAfterExpiry(t *testing.T) {
 	if err := c.CreatePermission(&net.UDPAddr{IP: net.ParseIP("127.0.0.9"), Port: 9}); err != nil {
 		t.Fatalf("CreatePermission on a live allocation after expiry: %v", err)
 	}
-	if err := roundTrip(relay, peer.LocalAddr(), "still relaying", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "still relaying", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := turnClient(t, "udp", s, u, p).Allocate(); err == nil {
@@ -391,7 +392,7 @@ func TestDrain(t *testing.T) {
 	cfg := testConfig(t, url)
 	cfg.DrainTimeout = 1500 * time.Millisecond
 	s, stop := startTurn(t, cfg)
-	peer := udpPeer(t)
+	peer := testnet.UDPEchoPeer(t)
 	u, p := cred.issue("leo", time.Hour)
 	relay, err := turnClient(t, "udp", s, u, p).Allocate()
 	if err != nil {
@@ -405,7 +406,7 @@ func TestDrain(t *testing.T) {
 	if _, err := pending.Allocate(); err == nil {
 		t.Error("Allocate accepted while draining")
 	}
-	if err := roundTrip(relay, peer.LocalAddr(), "draining", time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, peer.LocalAddr(), "draining", time.Second); err != nil {
 		t.Errorf("live allocation stopped relaying during the drain: %v", err)
 	}
 	select {

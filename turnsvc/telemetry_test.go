@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // TestTelemetry: a credential check that asks credsvc is the span `turn auth` (cache hits are
@@ -33,7 +34,7 @@ func TestTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Allocate: %v", err)
 	}
-	if err := roundTrip(relay, udpPeer(t).LocalAddr(), "metered", 3*time.Second); err != nil {
+	if err := testnet.RelayRoundTrip(relay, testnet.UDPEchoPeer(t).LocalAddr(), "metered", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := turnClient(t, "udp", s, u, p).Allocate(); err != nil { // cached
