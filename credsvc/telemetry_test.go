@@ -1,20 +1,19 @@
 package credsvc_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tuturu/tuturu/credsvc"
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testmetrics"
 )
 
 func TestTelemetry(t *testing.T) {
@@ -35,34 +34,15 @@ func TestTelemetry(t *testing.T) {
 		t.Fatalf("Revoke: %v", err)
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("collect: %v", err)
-	}
-	got := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				continue
-			}
-			for _, dp := range sum.DataPoints {
-				key := m.Name
-				for _, kv := range dp.Attributes.ToSlice() {
-					key += " " + string(kv.Key) + "=" + kv.Value.Emit()
-				}
-				got[key] += dp.Value
-			}
-		}
-	}
-	for _, want := range []string{
-		"tuturu.cred.issued",
-		"tuturu.cred.validations verdict=valid",
-		"tuturu.cred.validations verdict=malformed",
-		"tuturu.cred.revocations reason=left",
+	got := testmetrics.Int64(t, reader)
+	for _, want := range [][2]string{
+		{"tuturu.cred.issued", ""},
+		{"tuturu.cred.validations", "verdict=valid"},
+		{"tuturu.cred.validations", "verdict=malformed"},
+		{"tuturu.cred.revocations", "reason=left"},
 	} {
-		if got[want] != 1 {
-			t.Errorf("metric %q = %d, want 1 (all: %v)", want, got[want], got)
+		if v := got[want[0]][want[1]]; v != 1 {
+			t.Errorf("metric %s{%s} = %d, want 1 (all: %v)", want[0], want[1], v, got)
 		}
 	}
 
@@ -106,22 +86,10 @@ func TestBatchTelemetry(t *testing.T) {
 	issueBatch(t, c, []*credv1.IssueRequest{{ParticipantId: "vera"}, {ParticipantId: ""}, {ParticipantId: "walt"}})
 	revokeBatch(t, c, []*credv1.RevokeRequest{byParticipant("vera"), {}, byParticipant("walt")})
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("collect: %v", err)
-	}
-	got := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
-				for _, dp := range sum.DataPoints {
-					got[m.Name] += dp.Value
-				}
-			}
-		}
-	}
-	if got["tuturu.cred.issued"] != 2 || got["tuturu.cred.revocations"] != 2 {
-		t.Errorf("issued = %d, revocations = %d; want 2 each (the items that succeeded)", got["tuturu.cred.issued"], got["tuturu.cred.revocations"])
+	got := testmetrics.Int64(t, reader)
+	issued, revoked := testmetrics.Total(got["tuturu.cred.issued"]), testmetrics.Total(got["tuturu.cred.revocations"])
+	if issued != 2 || revoked != 2 {
+		t.Errorf("issued = %d, revocations = %d; want 2 each (the items that succeeded)", issued, revoked)
 	}
 
 	found := map[string]bool{}

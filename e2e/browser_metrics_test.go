@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tuturu/tuturu/gateway"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testmetrics"
 )
 
 // TestGatewayMetrics: connections, messages by type and rejections by reason are counted
@@ -51,23 +50,7 @@ func TestGatewayMetrics(t *testing.T) {
 	sums := map[string]map[string]int64{} // metric -> label set -> value
 	deadline := time.Now().Add(wsTimeout)
 	for time.Now().Before(deadline) {
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(ctx, &rm); err != nil {
-			t.Fatal(err)
-		}
-		sums = map[string]map[string]int64{}
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				sum, ok := m.Data.(metricdata.Sum[int64])
-				if !ok {
-					continue
-				}
-				sums[m.Name] = map[string]int64{}
-				for _, dp := range sum.DataPoints {
-					sums[m.Name][labels(dp.Attributes)] = dp.Value
-				}
-			}
-		}
+		sums = testmetrics.Int64(t, reader)
 		if sums["tuturu.gateway.rejections"]["reason=size"] == 1 {
 			break
 		}
@@ -94,17 +77,6 @@ func TestGatewayMetrics(t *testing.T) {
 			}
 		}
 	}
-}
-
-func labels(set attribute.Set) string {
-	out := ""
-	for _, kv := range set.ToSlice() {
-		if out != "" {
-			out += ","
-		}
-		out += string(kv.Key) + "=" + kv.Value.Emit()
-	}
-	return out
 }
 
 // allowedLabel accepts the gateway's label keys, and none that could carry a PIN or address.

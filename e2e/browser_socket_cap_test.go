@@ -10,10 +10,10 @@ import (
 
 	"github.com/coder/websocket"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tuturu/tuturu/gateway"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testmetrics"
 )
 
 // TestSocketCapPerAddress: an address holding WS_MAX_SOCKETS_PER_ADDRESS sockets (joined or
@@ -140,24 +140,5 @@ func dialFrom(t *testing.T, s *stack, ip string) *wsClient {
 // rejections reads tuturu.gateway.rejections{reason}.
 func rejections(t *testing.T, reader *sdkmetric.ManualReader, reason string) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
-	defer cancel()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(ctx, &rm); err != nil {
-		t.Fatal(err)
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok || m.Name != "tuturu.gateway.rejections" {
-				continue
-			}
-			for _, dp := range sum.DataPoints {
-				if labels(dp.Attributes) == "reason="+reason {
-					return dp.Value
-				}
-			}
-		}
-	}
-	return 0
+	return testmetrics.Int64(t, reader)["tuturu.gateway.rejections"]["reason="+reason]
 }

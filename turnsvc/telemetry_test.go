@@ -1,17 +1,17 @@
 package turnsvc
 
 import (
-	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testmetrics"
 	"github.com/tuturu/tuturu/internal/testnet"
 )
 
@@ -58,27 +58,12 @@ func TestTelemetry(t *testing.T) {
 		}
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]map[string]int64{} // metric → label set → value
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			got[m.Name] = map[string]int64{}
-			var points []metricdata.DataPoint[int64]
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				points = d.DataPoints
-			case metricdata.Gauge[int64]:
-				points = d.DataPoints
-			}
-			for _, dp := range points {
-				got[m.Name][dp.Attributes.Encoded(attribute.DefaultEncoder())] = dp.Value
-				for _, kv := range dp.Attributes.ToSlice() {
-					if k := string(kv.Key); k != "result" && k != "reason" && k != "direction" {
-						t.Errorf("%s has label %q", m.Name, k)
-					}
+	got := testmetrics.Int64(t, reader)
+	for name, byLabels := range got {
+		for labels := range byLabels {
+			for _, kv := range strings.Split(labels, ",") {
+				if k, _, _ := strings.Cut(kv, "="); kv != "" && k != "result" && k != "reason" && k != "direction" {
+					t.Errorf("%s has label %q", name, k)
 				}
 			}
 		}

@@ -2,17 +2,15 @@ package edge
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testmetrics"
 	"github.com/tuturu/tuturu/internal/testtls"
 )
 
@@ -74,29 +72,13 @@ func TestMetrics(t *testing.T) {
 }
 
 func collect(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
+	m := testmetrics.Int64(t, r)
+	out := map[string]int64{
+		"failures": testmetrics.Total(m["tuturu.edge.handshake.failures"]),
+		"relays":   testmetrics.Total(m["tuturu.edge.turn.relays"]),
 	}
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				continue
-			}
-			for _, dp := range sum.DataPoints {
-				switch m.Name {
-				case "tuturu.edge.connections":
-					route, _ := dp.Attributes.Value(attribute.Key("route"))
-					out["route="+route.AsString()] += dp.Value
-				case "tuturu.edge.handshake.failures":
-					out["failures"] += dp.Value
-				case "tuturu.edge.turn.relays":
-					out["relays"] += dp.Value
-				}
-			}
-		}
+	for labels, v := range m["tuturu.edge.connections"] {
+		out[labels] += v
 	}
 	return out
 }
