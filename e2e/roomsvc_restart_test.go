@@ -20,13 +20,7 @@ import (
 func TestRoomsvcKilledCallGoesOn(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	addr := freeLoopbackAddr(t)
-	env := map[string]string{
-		"ROOMSVC_ADDR":   addr,
-		"CREDSVC_URL":    s.CredsvcURL,
-		"INTERNAL_TOKEN": s.InternalToken,
-		"ADMIN_TOKEN":    s.AdminToken,
-		"DATA_DIR":       t.TempDir(),
-	}
+	env := roomsvcEnv(t, s, addr)
 	room := startProc(t, "roomsvc", "", env)
 
 	// A gateway in front of the roomsvc process.
@@ -82,6 +76,17 @@ func TestRoomsvcKilledCallGoesOn(t *testing.T) {
 	}
 	alice.expectQuiet()
 	bob.expectQuiet()
+}
+
+// roomsvcEnv is the environment of a roomsvc process on addr with s's tokens and credsvc.
+func roomsvcEnv(t *testing.T, s *stack, addr string) map[string]string {
+	return map[string]string{
+		"ROOMSVC_ADDR":   addr,
+		"CREDSVC_URL":    s.CredsvcURL,
+		"INTERNAL_TOKEN": s.InternalToken,
+		"ADMIN_TOKEN":    s.AdminToken,
+		"DATA_DIR":       t.TempDir(),
+	}
 }
 
 // freeLoopbackAddr is a 127.0.0.1 address free for TCP right now.

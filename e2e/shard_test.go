@@ -42,20 +42,7 @@ func TestShardedRoomsAcrossGateways(t *testing.T) {
 	gwA := startGatewayFor(t, s, strings.Join(shards, ","), tweak)
 	gwB := startGatewayFor(t, s, r3URL+", "+r2URL+" ,"+s.RoomsvcURL+"/", tweak)
 
-	var victim, survivor *shardedCall
-	// Each call lands on a shard with probability 1/3: 30 calls all on one shard is 3^-29.
-	for i := 0; i < 30 && survivor == nil; i++ {
-		c := openShardedCall(t, s, shards, gwA.stack, gwB.stack)
-		switch {
-		case victim == nil && stoppable[c.shard] != nil:
-			victim = c
-		case victim != nil && c.shard != victim.shard:
-			survivor = c
-		}
-	}
-	if survivor == nil {
-		t.Fatal("30 calls did not reach two shards")
-	}
+	victim, survivor := shardedCalls(t, s, shards, gwA, gwB, func(shard string) bool { return stoppable[shard] != nil })
 
 	// bob's socket drops; he resumes through the other gateway.
 	_ = survivor.b.c.CloseNow()
@@ -102,6 +89,31 @@ func TestShardedRoomsAcrossGateways(t *testing.T) {
 	a.expect("peer-joined")
 	relay(&shardedCall{a: a, b: b}, "on the shard that came back")
 	relay(survivor, "at the end")
+}
+
+// shardedCalls opens calls across gwA and gwB until it has one on a shard victimOK accepts and
+// one on another shard. Each call lands on a given shard with probability 1/n: 30 calls
+// without both is below 2^-17 for 2 or 3 shards. The gateways' join burst must allow 30.
+func shardedCalls(t *testing.T, s *stack, shards []string, gwA, gwB *extraGateway, victimOK func(string) bool) (victim, survivor *shardedCall) {
+	t.Helper()
+	var others []*shardedCall
+	for i := 0; i < 30 && survivor == nil; i++ {
+		c := openShardedCall(t, s, shards, gwA.stack, gwB.stack)
+		if victim == nil && victimOK(c.shard) {
+			victim = c
+		} else {
+			others = append(others, c)
+		}
+		for _, o := range others {
+			if victim != nil && o.shard != victim.shard {
+				survivor = o
+			}
+		}
+	}
+	if survivor == nil {
+		t.Fatal("30 calls did not reach two shards")
+	}
+	return victim, survivor
 }
 
 // openShardedCall joins a fresh PIN, alice through gwA and bob through gwB, exchanges an offer
@@ -173,4 +185,45 @@ func hostOf(t *testing.T, base string) string {
 		t.Fatal(err)
 	}
 	return u.Host
+}
+
+// TestShardKilledOnlyItsCallsWait: of two roomsvc shards, one runs as a process and is killed
+// (SIGKILL: a crash). Its call's members are held while a call on the other shard keeps
+// relaying; started again within the re-attach window on the same address, it rebuilds its
+// members from their tokens (which name it) and a signal sent meanwhile arrives. Killed a
+// second time and left down, only its members get SERVICE_UNAVAILABLE after the window.
+func TestShardKilledOnlyItsCallsWait(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	addr := freeLoopbackAddr(t)
+	env := roomsvcEnv(t, s, addr)
+	shard := startProc(t, "roomsvc", "", env)
+	shards := []string{s.RoomsvcURL, "http://" + addr}
+	tweak := func(c *gateway.Config) { c.Limits.JoinBurst = 100 }
+	gwA := startGatewayFor(t, s, shards[0]+","+shards[1], tweak)
+	gwB := startGatewayFor(t, s, shards[1]+","+shards[0], tweak)
+	victim, survivor := shardedCalls(t, s, shards, gwA, gwB, func(u string) bool { return u == shards[1] })
+
+	shard.kill()
+	waitFor(t, 10*time.Second, "readyz to name the shard down", func() bool {
+		code, body := httpGet(t, gwA.GatewayURL+"/readyz")
+		return code == 200 && strings.Contains(body, "roomsvc "+addr+" down\n")
+	})
+	relay(survivor, "while a shard is down")
+	victim.a.send(`{"type":"ice-candidate","data":{"candidate":"while the shard was down"}}`)
+	again := startProc(t, "roomsvc", "", env)
+	if m := victim.b.expect("ice-candidate"); !strings.Contains(string(m.Data), "while the shard was down") {
+		t.Fatalf("bob got %s", m.raw)
+	}
+	relay(victim, "after the shard came back")
+	victim.a.expectQuiet()
+	victim.b.expectQuiet()
+
+	again.kill()
+	for _, w := range []*wsClient{victim.a, victim.b} {
+		expectErrorWithin(w, "SERVICE_UNAVAILABLE", 40*time.Second)
+		w.expectClose(websocket.StatusServiceRestart)
+	}
+	relay(survivor, "after the other shard's calls ended")
+	survivor.a.expectQuiet()
+	survivor.b.expectQuiet()
 }
