@@ -122,3 +122,14 @@ func TestParseShards(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRoomShard is the cost of placing one join over three shards.
+func BenchmarkRoomShard(b *testing.B) {
+	shards, err := parseShards(strings.Join(threeShards, ","))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		roomShard(shards, roomv1.RoomKind_ROOM_KIND_PIN, testPIN(i%1000))
+	}
+}
