@@ -400,9 +400,9 @@ func selectsSet(sel, l map[string]string) bool {
 	return true
 }
 
-// checkURLs: ROOMSVC_URL and CREDSVC_URL name a Service (or a StatefulSet pod behind its
-// headless Service) that selects the service they are for, on a port that leads to its
-// listen address.
+// checkURLs: ROOMSVC_URL (a list: one URL per roomsvc shard) and CREDSVC_URL name a Service
+// (or StatefulSet pods behind its headless Service) that selects the service they are for, on
+// a port that leads to its listen address; ROOMSVC_URL names every roomsvc pod once.
 func checkURLs(t *testing.T, mf *manifests) {
 	wantTarget := map[string]string{"ROOMSVC_URL": "roomsvc", "CREDSVC_URL": "credsvc"}
 	for _, w := range mf.workloads() {
@@ -413,55 +413,21 @@ func checkURLs(t *testing.T, mf *manifests) {
 				continue
 			}
 			id := w.name + " " + key
-			u, err := url.Parse(e.Value)
-			if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != "" {
-				t.Errorf("%s=%q: want http://<service>:<port>", id, e.Value)
-				continue
+			urls := strings.Split(e.Value, ",")
+			if key != "ROOMSVC_URL" && len(urls) != 1 {
+				t.Errorf("%s=%q: want one URL", id, e.Value)
 			}
-			labels := strings.Split(strings.TrimSuffix(strings.TrimSuffix(u.Hostname(), ".svc.cluster.local"), ".svc"), ".")
-			var svc, pod string
-			switch {
-			case len(labels) == 1 || (len(labels) == 2 && labels[1] == helmNamespace):
-				svc = labels[0]
-			case len(labels) == 2 || (len(labels) == 3 && labels[2] == helmNamespace):
-				pod, svc = labels[0], labels[1]
-			default:
-				t.Errorf("%s=%q: not a Service or pod name in the release's namespace", id, e.Value)
-				continue
-			}
-			s := mf.service(svc)
-			if s == nil {
-				t.Errorf("%s=%q: no Service %s is rendered", id, e.Value, svc)
-				continue
-			}
-			tw := mf.byTarget(t, target)
-			if !selectsSet(s.Spec.Selector, tw.template.Labels) {
-				t.Errorf("%s=%q: Service %s does not select %s", id, e.Value, svc, target)
-			}
-			if pod != "" {
-				// <statefulset>-<ordinal>.<headless service>
-				sts := slices.IndexFunc(mf.StatefulSets, func(x *appsv1.StatefulSet) bool {
-					return x.Spec.ServiceName == svc && strings.HasPrefix(pod, x.Name+"-")
-				})
-				if s.Spec.ClusterIP != corev1.ClusterIPNone || sts < 0 {
-					t.Errorf("%s=%q: %s is not a pod of a StatefulSet governed by the headless Service %s", id, e.Value, pod, svc)
-				} else if ord, err := strconv.Atoi(strings.TrimPrefix(pod, mf.StatefulSets[sts].Name+"-")); err != nil || ord < 0 || int32(ord) >= *mf.StatefulSets[sts].Spec.Replicas {
-					t.Errorf("%s=%q: %s is not one of the StatefulSet's ordinals", id, e.Value, pod)
+			ordinals := map[int]bool{}
+			for _, raw := range urls {
+				if ord, ok := checkURL(t, mf, id, raw, target); ok && ord >= 0 {
+					if ordinals[ord] {
+						t.Errorf("%s=%q: pod %d is listed twice", id, e.Value, ord)
+					}
+					ordinals[ord] = true
 				}
 			}
-			port, _ := strconv.Atoi(u.Port())
-			i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return int(p.Port) == port })
-			if i < 0 {
-				t.Errorf("%s=%q: Service %s has no port %d", id, e.Value, svc, port)
-				continue
-			}
-			tp := s.Spec.Ports[i].TargetPort
-			if tp.Type == intstr.Int && tp.IntVal == 0 {
-				tp = intstr.FromInt32(s.Spec.Ports[i].Port)
-			}
-			tc := tw.template.Spec.Containers[0]
-			if got, want := resolvePort(t, svc, tc, tp), listenAddrs(t, tc)[listenVar[target]].port; got != want {
-				t.Errorf("%s=%q leads to port %d of %s, which listens on %d (%s)", id, e.Value, got, target, want, listenVar[target])
+			if key == "ROOMSVC_URL" && len(ordinals) != int(mf.byTarget(t, target).replicas) {
+				t.Errorf("%s=%q names %d roomsvc pods of %d: every shard must be listed", id, e.Value, len(ordinals), mf.byTarget(t, target).replicas)
 			}
 		}
 	}
@@ -474,6 +440,65 @@ func checkURLs(t *testing.T, mf *manifests) {
 			}
 		}
 	}
+}
+
+// checkURL checks one service URL (see checkURLs); ord is the StatefulSet ordinal of the pod
+// it names, or -1 when it names a Service.
+func checkURL(t *testing.T, mf *manifests, id, raw, target string) (ord int, ok bool) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != "" {
+		t.Errorf("%s: %q: want http://<service>:<port>", id, raw)
+		return 0, false
+	}
+	labels := strings.Split(strings.TrimSuffix(strings.TrimSuffix(u.Hostname(), ".svc.cluster.local"), ".svc"), ".")
+	var svc, pod string
+	switch {
+	case len(labels) == 1 || (len(labels) == 2 && labels[1] == helmNamespace):
+		svc = labels[0]
+	case len(labels) == 2 || (len(labels) == 3 && labels[2] == helmNamespace):
+		pod, svc = labels[0], labels[1]
+	default:
+		t.Errorf("%s: %q: not a Service or pod name in the release's namespace", id, raw)
+		return 0, false
+	}
+	s := mf.service(svc)
+	if s == nil {
+		t.Errorf("%s: %q: no Service %s is rendered", id, raw, svc)
+		return 0, false
+	}
+	tw := mf.byTarget(t, target)
+	if !selectsSet(s.Spec.Selector, tw.template.Labels) {
+		t.Errorf("%s: %q: Service %s does not select %s", id, raw, svc, target)
+	}
+	ord = -1
+	if pod != "" {
+		// <statefulset>-<ordinal>.<headless service>
+		sts := slices.IndexFunc(mf.StatefulSets, func(x *appsv1.StatefulSet) bool {
+			return x.Spec.ServiceName == svc && strings.HasPrefix(pod, x.Name+"-")
+		})
+		if s.Spec.ClusterIP != corev1.ClusterIPNone || sts < 0 {
+			t.Errorf("%s: %q: %s is not a pod of a StatefulSet governed by the headless Service %s", id, raw, pod, svc)
+		} else if ord, err = strconv.Atoi(strings.TrimPrefix(pod, mf.StatefulSets[sts].Name+"-")); err != nil || ord < 0 || int32(ord) >= *mf.StatefulSets[sts].Spec.Replicas {
+			t.Errorf("%s: %q: %s is not one of the StatefulSet's ordinals", id, raw, pod)
+			return 0, false
+		}
+	}
+	port, _ := strconv.Atoi(u.Port())
+	i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return int(p.Port) == port })
+	if i < 0 {
+		t.Errorf("%s: %q: Service %s has no port %d", id, raw, svc, port)
+		return ord, true
+	}
+	tp := s.Spec.Ports[i].TargetPort
+	if tp.Type == intstr.Int && tp.IntVal == 0 {
+		tp = intstr.FromInt32(s.Spec.Ports[i].Port)
+	}
+	tc := tw.template.Spec.Containers[0]
+	if got, want := resolvePort(t, svc, tc, tp), listenAddrs(t, tc)[listenVar[target]].port; got != want {
+		t.Errorf("%s: %q leads to port %d of %s, which listens on %d (%s)", id, raw, got, target, want, listenVar[target])
+	}
+	return ord, true
 }
 
 // checkTokens: every container gets ADMIN_TOKEN and INTERNAL_TOKEN from one Secret (the chart's
@@ -605,13 +630,14 @@ func checkTLSFiles(t *testing.T, id string, w workload, c corev1.Container, cert
 	}
 }
 
-// checkStatefulServices: roomsvc is one StatefulSet replica behind a headless Service; credsvc
-// one replica with its database on a claim of the configured size.
+// checkStatefulServices: roomsvc is a StatefulSet of roomsvc.shards replicas behind a headless
+// Service; credsvc one replica with its database on a claim of the configured size.
 func checkStatefulServices(t *testing.T, mf *manifests, eff map[string]any) {
+	want := map[string]int32{"roomsvc": int32(valInt(t, eff, "roomsvc.shards")), "credsvc": 1}
 	for _, target := range []string{"roomsvc", "credsvc"} {
 		w := mf.byTarget(t, target)
-		if w.kind != "StatefulSet" || w.replicas != 1 {
-			t.Errorf("%s: %s with %d replicas, want a StatefulSet of 1 (rooms and the bbolt file are one process's)", target, w.kind, w.replicas)
+		if w.kind != "StatefulSet" || w.replicas != want[target] {
+			t.Errorf("%s: %s with %d replicas, want a StatefulSet of %d (a shard's rooms and the bbolt file are one process's)", target, w.kind, w.replicas, want[target])
 			continue
 		}
 		i := slices.IndexFunc(mf.StatefulSets, func(s *appsv1.StatefulSet) bool { return s.Name == w.name })

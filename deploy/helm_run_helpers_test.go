@@ -6,12 +6,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,12 +29,14 @@ import (
 
 // podRun is what a test needs to run one rendered pod's container as a local process.
 type podRun struct {
-	secrets   map[string]map[string][]byte // Secret name → data (rendered or the operator's)
-	tlsDir    string                       // tls.crt and tls.key for every certificate Secret
-	addrs     map[string]string            // target → the address it really listens on
-	turnPort  string                       // TURN_PORT, for credsvc and turnsvc alike
-	tlsPort   string                       // TURN_TLS_PORT and TURNS_PORT alike
-	collector string                       // OTLP/HTTP endpoint
+	secrets map[string]map[string][]byte // Secret name → data (rendered or the operator's)
+	tlsDir  string                       // tls.crt and tls.key for every certificate Secret
+	addrs   map[string]string            // target → the address it really listens on
+	// shardAddrs are where the roomsvc shards really listen, by StatefulSet ordinal.
+	shardAddrs []string
+	turnPort   string // TURN_PORT, for credsvc and turnsvc alike
+	tlsPort    string // TURN_TLS_PORT and TURNS_PORT alike
+	collector  string // OTLP/HTTP endpoint
 }
 
 // rewritable are the variables whose rendered values a test may not use as they are, because
@@ -116,7 +121,7 @@ func (r *podRun) env(t *testing.T, w workload) map[string]string {
 		case strings.HasSuffix(k, "_ADDR"):
 			v = "127.0.0.1:0"
 		case k == "ROOMSVC_URL":
-			v = "http://" + r.addrs["roomsvc"]
+			v = r.shardURLs(t, w.name, v)
 		case k == "CREDSVC_URL":
 			v = "http://" + r.addrs["credsvc"]
 		case k == "TURN_PORT":
@@ -142,6 +147,26 @@ func (r *podRun) env(t *testing.T, w workload) map[string]string {
 		}
 	}
 	return env
+}
+
+// shardURLs moves each URL of a rendered ROOMSVC_URL, http://<statefulset>-<i>.<service>:port,
+// to where shard i really listens.
+func (r *podRun) shardURLs(t *testing.T, name, list string) string {
+	t.Helper()
+	var out []string
+	for _, raw := range strings.Split(list, ",") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("%s: ROOMSVC_URL %q: %v", name, list, err)
+		}
+		pod, _, _ := strings.Cut(u.Hostname(), ".")
+		ord, err := strconv.Atoi(pod[strings.LastIndexByte(pod, '-')+1:])
+		if err != nil || ord < 0 || ord >= len(r.shardAddrs) {
+			t.Fatalf("%s: ROOMSVC_URL %q: %s is not a running roomsvc shard", name, list, pod)
+		}
+		out = append(out, "http://"+r.shardAddrs[ord])
+	}
+	return strings.Join(out, ",")
 }
 
 // probeLikeKubelet runs each of the container's probes against the running process, the way
@@ -241,6 +266,29 @@ func logField(p *proc, msg, field string) string {
 		}
 	}
 	return ""
+}
+
+// readyShards reads the gateway's /readyz until it lists n roomsvc shards up (streams open
+// in the background), at most for 10 s, and returns the last body.
+func readyShards(t *testing.T, gatewayAddr string, n int) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		res, err := client.Get("http://" + gatewayAddr + "/readyz")
+		if err != nil {
+			t.Fatalf("gateway /readyz: %v", err)
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			t.Fatalf("gateway /readyz: %v", err)
+		}
+		if body = string(b); strings.Count(body, " up\n") == n {
+			break
+		}
+	}
+	return body
 }
 
 // httpsGet fetches path from addr with SNI name, trusting only pool.

@@ -44,6 +44,11 @@ var helmSets = []helmSet{
 		"networkPolicy": vals{"nodeCIDRs": []any{"10.0.0.0/16", "203.0.113.0/24"}},
 		"tokens":        vals{"existingSecret": "operator-tokens"},
 	}},
+	{"three-shards", vals{
+		"roomsvc": vals{"shards": 3},
+		"gateway": vals{"replicas": 2},
+		"turn":    vals{"host": "turn.example.org"},
+	}},
 }
 
 // effective is the chart's values.yaml with the set's values merged over it, as Helm does.
@@ -148,6 +153,8 @@ func TestHelmRequiredValues(t *testing.T) {
 	}{
 		{"no TURN address", vals{}, "turn.host is required"},
 		{"domain without certificate", vals{"turn": vals{"host": "turn.example.org"}, "domain": "call.example.org"}, "tls.secretName"},
+		{"no roomsvc shard", vals{"turn": vals{"host": "turn.example.org"}, "roomsvc": vals{"shards": 0}}, "roomsvc.shards must be"},
+		{"a part of a shard", vals{"turn": vals{"host": "turn.example.org"}, "roomsvc": vals{"shards": 1.5}}, "roomsvc.shards must be"},
 	} {
 		_, stderr, err := helm(t, "template", helmRelease, chartDir, "--namespace", helmNamespace, "--values", valuesFile(t, tc.values))
 		if err == nil || !strings.Contains(stderr, tc.want) {
@@ -227,15 +234,33 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 	pool := selfSignedTLS(t, run.tlsDir, names...)
 
 	procs := map[string]*proc{}
+	var shards []*proc // roomsvc, by ordinal: one process per replica, each a shard
 	order := []string{"credsvc", "roomsvc", "turnsvc", "gateway"}
 	for _, target := range order {
 		w := mf.byTarget(t, target)
-		procs[target] = startProc(t, bin, target, run.env(t, w))
-		run.addrs[target] = procs[target].addr
-		probeLikeKubelet(t, bin, w, procs[target])
+		n := 1
+		if target == "roomsvc" {
+			n = int(w.replicas)
+		}
+		for range n {
+			p := startProc(t, bin, target, run.env(t, w))
+			probeLikeKubelet(t, bin, w, p)
+			if target == "roomsvc" {
+				shards = append(shards, p)
+				run.shardAddrs = append(run.shardAddrs, p.addr)
+			}
+			procs[target] = p
+			run.addrs[target] = p.addr
+		}
 	}
 	if t.Failed() {
 		return
+	}
+	if len(shards) > 1 {
+		// The gateway streams to every shard: /readyz lists each one up.
+		if body := readyShards(t, procs["gateway"].addr, len(shards)); strings.Count(body, " up\n") != len(shards) {
+			t.Errorf("gateway /readyz does not list %d shards up:\n%s", len(shards), body)
+		}
 	}
 
 	// A join through the gateway hands out the TURN addresses the chart gave credsvc.
@@ -278,8 +303,14 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 		if lc := w.template.Spec.Containers[0].Lifecycle; lc != nil && lc.PreStop != nil && lc.PreStop.Sleep != nil {
 			grace -= time.Duration(lc.PreStop.Sleep.Seconds) * time.Second
 		}
-		took := stopWithin(t, procs[order[i]], grace)
-		t.Logf("%s stopped in %v (grace %v)", order[i], took.Round(time.Millisecond), grace)
+		stopping := []*proc{procs[order[i]]}
+		if order[i] == "roomsvc" {
+			stopping = shards
+		}
+		for _, p := range stopping {
+			took := stopWithin(t, p, grace)
+			t.Logf("%s stopped in %v (grace %v)", order[i], took.Round(time.Millisecond), grace)
+		}
 	}
 	if valString(eff, "otel.endpoint") != "" {
 		col.mu.Lock()

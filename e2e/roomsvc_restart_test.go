@@ -21,13 +21,7 @@ import (
 func TestRoomsvcKilledCallGoesOn(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	addr := testnet.FreeAddr(t)
-	env := map[string]string{
-		"ROOMSVC_ADDR":   addr,
-		"CREDSVC_URL":    s.CredsvcURL,
-		"INTERNAL_TOKEN": s.InternalToken,
-		"ADMIN_TOKEN":    s.AdminToken,
-		"DATA_DIR":       t.TempDir(),
-	}
+	env := roomsvcEnv(t, s, addr)
 	room := startProc(t, "roomsvc", "", env)
 
 	// A gateway in front of the roomsvc process.
@@ -83,4 +77,15 @@ func TestRoomsvcKilledCallGoesOn(t *testing.T) {
 	}
 	alice.expectQuiet()
 	bob.expectQuiet()
+}
+
+// roomsvcEnv is the environment of a roomsvc process on addr with s's tokens and credsvc.
+func roomsvcEnv(t *testing.T, s *stack, addr string) map[string]string {
+	return map[string]string{
+		"ROOMSVC_ADDR":   addr,
+		"CREDSVC_URL":    s.CredsvcURL,
+		"INTERNAL_TOKEN": s.InternalToken,
+		"ADMIN_TOKEN":    s.AdminToken,
+		"DATA_DIR":       t.TempDir(),
+	}
 }

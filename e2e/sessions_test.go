@@ -60,16 +60,17 @@ func TestGatewayKilledMembersResumeThroughAnother(t *testing.T) {
 // memberState is the state roomsvc reports for a member of the PIN room, or unspecified.
 func memberState(t *testing.T, s *stack, pin, participant string) roomv1.MemberState {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	admin := roomv1connect.NewRoomAdminServiceClient(http.DefaultClient, s.RoomsvcURL)
-	req := connect.NewRequest(&roomv1.GetRoomRequest{Room: &roomv1.GetRoomRequest_Pin{Pin: pin}})
-	req.Header().Set("Authorization", "Bearer "+s.AdminToken)
-	res, err := admin.GetRoom(ctx, req)
-	if err != nil {
-		t.Fatalf("GetRoom: %v", err)
+	return memberStateOn(t, s.RoomsvcURL, s.AdminToken, pin, participant)
+}
+
+// memberStateOn is memberState on the roomsvc at roomsvcURL.
+func memberStateOn(t *testing.T, roomsvcURL, adminToken, pin, participant string) roomv1.MemberState {
+	t.Helper()
+	res := pinRoom(t, roomsvcURL, adminToken, pin)
+	if res == nil {
+		t.Fatalf("GetRoom %s: no such room", pin)
 	}
-	for _, m := range res.Msg.GetMembers() {
+	for _, m := range res.GetMembers() {
 		if m.GetParticipantId() == participant {
 			return m.GetState()
 		}
@@ -229,4 +230,22 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
+}
+
+// pinRoom is what the roomsvc at roomsvcURL knows of the PIN room, or nil if it has none.
+func pinRoom(t *testing.T, roomsvcURL, adminToken, pin string) *roomv1.GetRoomResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	admin := roomv1connect.NewRoomAdminServiceClient(http.DefaultClient, roomsvcURL)
+	req := connect.NewRequest(&roomv1.GetRoomRequest{Room: &roomv1.GetRoomRequest_Pin{Pin: pin}})
+	req.Header().Set("Authorization", "Bearer "+adminToken)
+	res, err := admin.GetRoom(ctx, req)
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("GetRoom %s on %s: %v", pin, roomsvcURL, err)
+	}
+	return res.Msg
 }

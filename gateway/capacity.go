@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -105,8 +106,8 @@ func refuseUpgrade(w http.ResponseWriter, r *http.Request, frame capError, reaso
 }
 
 // serveReady answers /readyz: 200 while the gateway takes new sockets, 503 with the reason
-// when it is full, stopping, or cannot reach roomsvc, so a load balancer sends people to
-// another gateway. Liveness (/healthz) is not affected.
+// when it is full, stopping, or cannot reach any roomsvc shard, so a load balancer sends
+// people to another gateway; with several shards the body lists each one's state. Liveness (/healthz) is not affected.
 func (g *Gateway) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -120,10 +121,31 @@ func (g *Gateway) serveReady(w http.ResponseWriter, _ *http.Request) {
 	case g.cap.full():
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("full\n"))
-	case !g.link.ready():
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("room service unreachable\n"))
 	default:
-		_, _ = w.Write([]byte("ready\n"))
+		up, states := g.shardStates()
+		if up == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("room service unreachable\n" + states))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n" + states))
 	}
+}
+
+// shardStates counts the shards whose stream is up and, when there are several, lists each
+// one's state for /readyz. One shard down leaves the gateway ready: the rooms of the others
+// work, and another gateway would reach the lost shard no better.
+func (g *Gateway) shardStates() (up int, states string) {
+	var b strings.Builder
+	for _, s := range g.shards {
+		state := "down"
+		if s.link.ready() {
+			up++
+			state = "up"
+		}
+		if len(g.shards) > 1 {
+			b.WriteString("roomsvc " + s.name + " " + state + "\n")
+		}
+	}
+	return up, b.String()
 }

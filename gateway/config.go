@@ -18,7 +18,8 @@ type Config struct {
 	Addr string
 	// Listener, when set, is used instead of listening on Addr (tests pass port 0).
 	Listener net.Listener
-	// RoomsvcURL and CredsvcURL are the internal services' base URLs.
+	// RoomsvcURL and CredsvcURL are the internal services' base URLs; RoomsvcURL may be a
+	// comma-separated list of roomsvc shards (shards.go).
 	RoomsvcURL, CredsvcURL string
 	// ForceRelay makes clients use TURN only (iceTransportPolicy "relay").
 	ForceRelay bool
@@ -89,7 +90,7 @@ const (
 // Bind registers the gateway's flags and environment variables.
 func (c *Config) Bind(v *platform.Vars) {
 	v.String(&c.Addr, "gateway-addr", "GATEWAY_ADDR", ":8080", "public HTTP listen address")
-	v.String(&c.RoomsvcURL, "roomsvc-url", "ROOMSVC_URL", "http://127.0.0.1:9101", "room service base URL")
+	v.String(&c.RoomsvcURL, "roomsvc-url", "ROOMSVC_URL", "http://127.0.0.1:9101", "room service base URL, or a comma-separated list of shards that rooms are spread over by PIN and lobby name (every gateway must list the same ones)")
 	v.String(&c.CredsvcURL, "credsvc-url", "CREDSVC_URL", "http://127.0.0.1:9102", "credential service base URL")
 	v.Bool(&c.ForceRelay, "force-relay", "FORCE_RELAY", false, "make clients relay all media through TURN")
 	v.Func("allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated Origins (https://example.com) allowed to open /ws besides the site's own host; * allows any", func(s string) error {

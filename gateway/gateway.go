@@ -19,11 +19,13 @@ import (
 )
 
 // Gateway is the public edge service. It keeps live sockets, never room state: rooms live in
-// roomsvc, reached through one Sessions stream that carries every socket's membership.
+// roomsvc, reached through one Sessions stream per shard that carries the memberships of the
+// shard's rooms.
 type Gateway struct {
-	cfg         Config
-	srv         *platform.Server
-	link        *roomLink
+	cfg Config
+	srv *platform.Server
+	// shards are the roomsvc processes rooms are spread over, each with its link (shards.go).
+	shards      []*shard
 	creds       credv1connect.CredentialServiceClient // for /api/turn
 	instruments *instruments
 	joins       *joinLimiter
@@ -62,7 +64,16 @@ func New(cfg Config) (*Gateway, error) {
 		cap:         &capacity{max: maxSockets},
 		sessions:    map[*session]struct{}{},
 	}
-	g.link = newRoomLink(roomv1connect.NewRoomServiceClient(h2c, cfg.RoomsvcURL, opts...), cfg.Logger())
+	if g.shards, err = parseShards(cfg.RoomsvcURL); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	for _, s := range g.shards {
+		log := cfg.Logger()
+		if len(g.shards) > 1 {
+			log = log.With("roomsvc", s.name)
+		}
+		s.link = newRoomLink(roomv1connect.NewRoomServiceClient(h2c, s.url, opts...), s.tag, log)
+	}
 	srv, err := platform.NewServer("gateway", cfg.Addr, cfg.Listener, cfg.Logger())
 	if err != nil {
 		return nil, err
@@ -107,12 +118,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
-	linkDone := make(chan struct{})
-	go func() {
-		defer close(linkDone)
-		g.link.run(linkCtx)
-	}()
-	defer func() { stopLink(); <-linkDone }()
+	var links sync.WaitGroup
+	for _, s := range g.shards {
+		links.Go(func() { s.link.run(linkCtx) })
+	}
+	defer func() { stopLink(); links.Wait() }()
 	edgeErr := make(chan error, 1)
 	if g.edge != nil {
 		go func() {

@@ -12,7 +12,7 @@ import (
 	"github.com/tuturu/tuturu/gen/tuturu/room/v1/roomv1connect"
 )
 
-// The gateway reaches roomsvc through one Sessions stream: every socket's requests go out on it
+// The gateway reaches each roomsvc shard through one Sessions stream: every socket's requests go out on it
 // in batches, tagged with the socket's session id, and the events that come back are routed
 // to the sockets by that id. A writer goroutine sends whatever is queued the moment it can; a
 // reader goroutine routes events without ever waiting for a socket.
@@ -60,9 +60,10 @@ type linkEntry struct {
 	reattaching bool
 }
 
-// roomLink is the gateway's stream to roomsvc.
+// roomLink is the gateway's stream to one roomsvc shard.
 type roomLink struct {
 	client roomv1connect.RoomServiceClient
+	tag    string // the shard's tag, sent in the hello: roomsvc puts it in the tokens
 	log    *slog.Logger
 	inject func(context.Context) map[string]string
 	ids    atomic.Uint64
@@ -83,8 +84,8 @@ type roomLink struct {
 	wake          chan struct{}
 }
 
-func newRoomLink(client roomv1connect.RoomServiceClient, log *slog.Logger) *roomLink {
-	return &roomLink{client: client, log: log, up: make(chan struct{}), members: map[uint64]*linkEntry{}, wake: make(chan struct{}, 1)}
+func newRoomLink(client roomv1connect.RoomServiceClient, tag string, log *slog.Logger) *roomLink {
+	return &roomLink{client: client, tag: tag, log: log, up: make(chan struct{}), members: map[uint64]*linkEntry{}, wake: make(chan struct{}, 1)}
 }
 
 // ready says whether the stream to roomsvc is up.
@@ -130,7 +131,7 @@ func (l *roomLink) serve(ctx context.Context) (wasUp bool, err error) {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(linkDrain, cancel) })
 	defer stop()
 	stream := l.client.Sessions(sctx)
-	if err := stream.Send(&roomv1.SessionsRequest{}); err != nil {
+	if err := stream.Send(&roomv1.SessionsRequest{Shard: l.tag}); err != nil {
 		_, rerr := stream.Receive()
 		return false, errors.Join(err, rerr)
 	}

@@ -55,7 +55,8 @@ type session struct {
 	token atomic.Pointer[string]
 
 	// Set by the reader when the session joins, before events are written; read-only afterwards.
-	id          uint64 // the link's id for this socket
+	link        *roomLink // the link to the shard of the session's room
+	id          uint64    // the link's id for this socket
 	role        roomv1.Role
 	participant string
 	roomID      string
@@ -199,8 +200,9 @@ func (s *session) allowJoin(ctx context.Context, request string) bool {
 // a Joined the dialect writes its answer and calls startEvents.
 func (s *session) join(ctx context.Context, first *roomv1.MemberRequest) (*roomv1.Joined, *roomv1.Ended) {
 	first.TraceContext = s.g.instruments.inject(ctx)
-	s.id = s.g.link.newID()
-	ev, err := s.g.link.open(ctx, s.id, s, first, s.g.cfg.RPCTimeout)
+	s.link = requestShard(s.g.shards, first).link
+	s.id = s.link.newID()
+	ev, err := s.link.open(ctx, s.id, s, first, s.g.cfg.RPCTimeout)
 	if err != nil {
 		s.log.WarnContext(ctx, "room service did not answer a join", "err", err)
 		return nil, &roomv1.Ended{Code: uint32(connect.CodeUnavailable), Reason: "unavailable", Message: err.Error()}
@@ -230,7 +232,7 @@ func (s *session) startEvents() {
 // it points into the reader's frame buffer, which is reused before the link sends it.
 func (s *session) sendSignal(ctx context.Context, sig *roomv1.Signal) {
 	sig.Data = bytes.Clone(sig.Data)
-	s.g.link.send(&roomv1.MemberRequest{SessionId: s.id, TraceContext: s.g.instruments.inject(ctx), Msg: &roomv1.MemberRequest_Signal{Signal: sig}})
+	s.link.send(&roomv1.MemberRequest{SessionId: s.id, TraceContext: s.g.instruments.inject(ctx), Msg: &roomv1.MemberRequest_Signal{Signal: sig}})
 }
 
 // leave ends the membership for good: roomsvc removes the member at once and tells the others.
@@ -238,7 +240,7 @@ func (s *session) leave(ctx context.Context, reason roomv1.LeaveReason) {
 	if !s.state.CompareAndSwap(stateJoined, stateLeft) {
 		return
 	}
-	s.g.link.leave(s.id, &roomv1.MemberRequest{TraceContext: s.g.instruments.inject(ctx), Msg: &roomv1.MemberRequest_Leave{Leave: &roomv1.Leave{Reason: reason}}})
+	s.link.leave(s.id, &roomv1.MemberRequest{TraceContext: s.g.instruments.inject(ctx), Msg: &roomv1.MemberRequest_Leave{Leave: &roomv1.Leave{Reason: reason}}})
 }
 
 // drop ends the membership without a leave: roomsvc holds the slot for a resume.
@@ -246,7 +248,7 @@ func (s *session) drop() {
 	if !s.state.CompareAndSwap(stateJoined, stateLeft) {
 		return
 	}
-	s.g.link.leave(s.id, &roomv1.MemberRequest{Msg: &roomv1.MemberRequest_Detach{Detach: &roomv1.Detach{}}})
+	s.link.leave(s.id, &roomv1.MemberRequest{Msg: &roomv1.MemberRequest_Detach{Detach: &roomv1.Detach{}}})
 }
 
 // resumeToken is the member's latest resume token (linkMember).

@@ -57,3 +57,6 @@ func lobbyFull(name string, max int) *rejection {
 // errNoStreamControl: only withStreamControl mounts the stream handlers; without it a stream
 // could not be ended from the hub's side.
 var errNoStreamControl = errors.New("stream without stream control")
+
+// errBadShardTag: a gateway's hello named its shard with something a token cannot carry.
+var errBadShardTag = errors.New("the hello's shard tag must be at most 16 lowercase hex characters")

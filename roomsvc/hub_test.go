@@ -60,7 +60,7 @@ func (h *hub) enterAs(e *roomv1.Enter, sess *session) (*member, *rejection) {
 
 // resumeWith checks token and resumes its slot on sess, as a link does.
 func (h *hub) resumeWith(token string, sess *session) (*member, *rejection) {
-	claims, rej := h.checkResume(token)
+	claims, rej := h.checkResume(token, sess.link.shardTag())
 	if rej != nil {
 		return nil, rej
 	}
@@ -465,7 +465,7 @@ func TestHubTokens(t *testing.T) {
 	if _, rej := h.resumeWith(wrong, newSession()); rej != errSlotGone {
 		t.Errorf("wrong room: %v", rej)
 	}
-	if c, err := h.keys.verifyToken(token, time.Now()); err != nil || c.participantID != b.m.id || c.roomID != b.m.room.id {
+	if c, err := h.keys.verifyToken(token, "", time.Now()); err != nil || c.participantID != b.m.id || c.roomID != b.m.room.id {
 		t.Errorf("verify: %v %v", c, err)
 	}
 }

@@ -3,6 +3,7 @@ package roomsvc
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
@@ -23,6 +24,10 @@ type link struct {
 	// interrupt makes the stream's pending Receive return, so the handler notices a link the
 	// writer found broken.
 	interrupt func()
+	// shard is the tag the gateway gave in its hello: the tokens issued on this link carry
+	// it, and only tokens carrying it resume on this link. Atomic, not under mu: the hub
+	// reads it under its room locks.
+	shard atomic.Pointer[string]
 
 	mu       sync.Mutex
 	sessions map[uint64]*session
@@ -250,4 +255,26 @@ func (l *link) forget(id uint64) {
 	l.mu.Lock()
 	delete(l.sessions, id)
 	l.mu.Unlock()
+}
+
+// shardTag is the link's shard tag ("" when unsharded, and for Join streams).
+func (l *link) shardTag() string {
+	if p := l.shard.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// validShardTag accepts what a gateway derives from a shard's name: lowercase hex, short
+// enough for a token's clear prefix.
+func validShardTag(tag string) bool {
+	if len(tag) > 16 {
+		return false
+	}
+	for _, c := range tag {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -106,7 +106,7 @@ func (h *hub) joinedEvent(m *member, resumed bool, c cause) *roomv1.MemberEvent 
 		}
 	}
 	now := h.now()
-	tok := h.keys.signToken(tokenClaims{participantID: m.id, roomID: r.id, expiry: now.Add(h.tokenTTL), issued: now,
+	tok := h.keys.signToken(tokenClaims{participantID: m.id, roomID: r.id, shard: m.sess.link.shardTag(), expiry: now.Add(h.tokenTTL), issued: now,
 		kind: r.kind, role: m.role, hint: r.hint, peerID: m.peerID})
 	return &roomv1.MemberEvent{TraceContext: c.tc, Event: &roomv1.MemberEvent_Joined{Joined: &roomv1.Joined{
 		RoomId:      r.id,
@@ -233,8 +233,8 @@ func (h *hub) dropRoom(r *room) {
 }
 
 // checkResume verifies a resume token before any work is done for it.
-func (h *hub) checkResume(token string) (tokenClaims, *rejection) {
-	claims, err := h.keys.verifyToken(token, h.now())
+func (h *hub) checkResume(token, shard string) (tokenClaims, *rejection) {
+	claims, err := h.keys.verifyToken(token, shard, h.now())
 	if err != nil {
 		h.meters.resume(errBadToken.outcome)
 		h.log.Debug("resume refused", "why", err.Error())

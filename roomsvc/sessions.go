@@ -33,10 +33,21 @@ func (s *Service) Sessions(ctx context.Context, stream *sessionsStream) error {
 		return errShuttingDown.connectErr()
 	}
 	defer s.removeLink(l)
+	first := true
+	var badHello error
 	recv := func() ([]*roomv1.MemberRequest, error) {
 		req, err := stream.Receive()
 		if err != nil {
 			return nil, err
+		}
+		if first {
+			// Before any request is applied, so every token of the link carries it.
+			if !validShardTag(req.Shard) {
+				badHello = connect.NewError(connect.CodeInvalidArgument, errBadShardTag)
+				return nil, badHello
+			}
+			l.shard.Store(&req.Shard)
+			first = false
 		}
 		if len(req.Requests) == 0 {
 			l.hello()
@@ -48,6 +59,9 @@ func (s *Service) Sessions(ctx context.Context, stream *sessionsStream) error {
 	}
 	if err := s.serveLink(l, recv, send); err != nil && !s.isStopping() {
 		s.cfg.Logger().Warn("gateway stream broke; its members are held for a resume", "err", err)
+	}
+	if badHello != nil {
+		return badHello
 	}
 	if s.isStopping() {
 		return errShuttingDown.connectErr()
@@ -240,7 +254,7 @@ func (s *Service) resume(l *link, r *roomv1.MemberRequest, token string) {
 		return
 	}
 	span, c := s.span(r.TraceContext, "room resume", "resume")
-	claims, rej := s.hub.checkResume(token)
+	claims, rej := s.hub.checkResume(token, l.shardTag())
 	if rej != nil {
 		s.refuse(l, sess, span, rej)
 		return

@@ -14,11 +14,16 @@ import (
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
 
-// Resume tokens look like "v2.<payload>.<mac>", both parts unpadded base64url:
+// Resume tokens look like "[<shard>.]v2.<payload>.<mac>", both parts unpadded base64url:
 //
+//	shard   = the tag of the shard that issued it (the stream's, SessionsRequest.shard), in
+//	          clear so a gateway routes a resume without the key; absent when unsharded
 //	payload = participant_id "\n" room_id "\n" expiry (unix seconds) "\n" issued (unix ms)
 //	          "\n" room kind "\n" role (enum numbers) "\n" hint "\n" peer id
-//	mac     = HMAC-SHA256(token key, "v2." + <payload part as sent>)
+//	mac     = HMAC-SHA256(token key, [<shard> "."] "v2." + <payload part as sent>)
+//
+// The shard is under the MAC: a token whose tag was changed, or that reaches another shard,
+// is refused, so a token stays good for its one slot.
 //
 // A token carries what roomsvc needs to rebuild the member's slot, so a resume works after a
 // roomsvc restart (rooms live in memory). The keys are derived from the internal token, which
@@ -33,6 +38,7 @@ var (
 	errTokenMalformed = errors.New("resume token is malformed")
 	errTokenSignature = errors.New("resume token signature does not match")
 	errTokenExpired   = errors.New("resume token has expired")
+	errTokenShard     = errors.New("resume token was issued by another shard")
 )
 
 // keys are the per-process secrets for room ids and resume tokens.
@@ -72,6 +78,7 @@ func (k keys) roomID(kind roomv1.RoomKind, name string) string {
 type tokenClaims struct {
 	participantID string
 	roomID        string
+	shard         string // the issuing shard's tag; "" when unsharded
 	expiry        time.Time
 	issued        time.Time
 	kind          roomv1.RoomKind
@@ -85,7 +92,7 @@ func (k keys) signToken(c tokenClaims) string {
 		c.participantID, c.roomID, strconv.FormatInt(c.expiry.Unix(), 10), strconv.FormatInt(c.issued.UnixMilli(), 10),
 		strconv.Itoa(int(c.kind)), strconv.Itoa(int(c.role)), c.hint, c.peerID,
 	}, "\n")
-	signed := tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	signed := shardPrefix(c.shard) + tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(payload))
 	return signed + "." + base64.RawURLEncoding.EncodeToString(k.tokenMAC(signed))
 }
 
@@ -95,14 +102,30 @@ func (k keys) tokenMAC(signed string) []byte {
 	return mac.Sum(nil)
 }
 
-// verifyToken checks a token's form, signature and expiry. It says nothing about whether the
-// slot it names is still held: the hub checks that.
-func (k keys) verifyToken(tok string, now time.Time) (tokenClaims, error) {
-	if len(tok) > maxTokenLen || !strings.HasPrefix(tok, tokenPrefix) {
+// shardPrefix is the clear part of a token that names its shard.
+func shardPrefix(shard string) string {
+	if shard == "" {
+		return ""
+	}
+	return shard + "."
+}
+
+// verifyToken checks a token's form, shard (it must be shard, the tag of the stream it came
+// on), signature and expiry. It says nothing about whether the slot it names is still held:
+// the hub checks that.
+func (k keys) verifyToken(tok, shard string, now time.Time) (tokenClaims, error) {
+	lead := shardPrefix(shard) + tokenPrefix
+	if len(tok) > maxTokenLen {
+		return tokenClaims{}, errTokenMalformed
+	}
+	if !strings.HasPrefix(tok, lead) {
+		if strings.HasPrefix(tok, tokenPrefix) || strings.Contains(tok, "."+tokenPrefix) {
+			return tokenClaims{}, errTokenShard
+		}
 		return tokenClaims{}, errTokenMalformed
 	}
 	dot := strings.LastIndexByte(tok, '.')
-	if dot <= len(tokenPrefix) {
+	if dot <= len(lead) {
 		return tokenClaims{}, errTokenMalformed
 	}
 	signed, sig := tok[:dot], tok[dot+1:]
@@ -113,7 +136,7 @@ func (k keys) verifyToken(tok string, now time.Time) (tokenClaims, error) {
 	if !hmac.Equal(mac, k.tokenMAC(signed)) {
 		return tokenClaims{}, errTokenSignature
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(signed[len(tokenPrefix):])
+	payload, err := base64.RawURLEncoding.DecodeString(signed[len(lead):])
 	if err != nil {
 		return tokenClaims{}, errTokenMalformed
 	}
@@ -128,7 +151,7 @@ func (k keys) verifyToken(tok string, now time.Time) (tokenClaims, error) {
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return tokenClaims{}, errTokenMalformed
 	}
-	c := tokenClaims{participantID: parts[0], roomID: parts[1], expiry: time.Unix(exp, 0), issued: time.UnixMilli(issued),
+	c := tokenClaims{participantID: parts[0], roomID: parts[1], shard: shard, expiry: time.Unix(exp, 0), issued: time.UnixMilli(issued),
 		kind: roomv1.RoomKind(kind), role: roomv1.Role(role), hint: parts[6], peerID: parts[7]}
 	if !now.Before(c.expiry) {
 		return tokenClaims{}, errTokenExpired

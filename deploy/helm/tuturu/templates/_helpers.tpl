@@ -36,11 +36,26 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- .Values.tokens.existingSecret | default (printf "%s-tokens" (include "tuturu.fullname" .)) -}}
 {{- end -}}
 
-{{/* Where each service is reached inside the cluster. roomsvc by its pod's stable name: the
-gateway will open one stream per roomsvc shard once rooms are sharded. */}}
+{{/* roomsvc.shards, checked: the number of roomsvc replicas rooms are sharded over. */}}
+{{- define "tuturu.roomsvcShards" -}}
+{{- $n := .Values.roomsvc.shards -}}
+{{- $number := or (kindIs "float64" $n) (kindIs "int64" $n) (kindIs "int" $n) -}}
+{{- if or (not $number) (lt (float64 $n) 1.0) (ne (float64 (int $n)) (float64 $n)) -}}
+{{- fail (printf "roomsvc.shards must be a whole number of roomsvc replicas, 1 or more (got %v)" $n) -}}
+{{- end -}}
+{{- int $n -}}
+{{- end -}}
+
+{{/* Where each service is reached inside the cluster. roomsvc by its pods' stable names, one
+URL per shard: the gateway opens one stream to each and places rooms by hashing these names,
+so shard i keeps its name when shards are added or removed at the end. */}}
 {{- define "tuturu.roomsvcURL" -}}
 {{- $name := include "tuturu.name" (dict "root" . "service" "roomsvc") -}}
-http://{{ $name }}-0.{{ $name }}:{{ .Values.roomsvc.port }}
+{{- $urls := list -}}
+{{- range $i := until (int (include "tuturu.roomsvcShards" .)) -}}
+{{- $urls = append $urls (printf "http://%s-%d.%s:%v" $name $i $name $.Values.roomsvc.port) -}}
+{{- end -}}
+{{- join "," $urls -}}
 {{- end -}}
 {{- define "tuturu.credsvcURL" -}}
 http://{{ include "tuturu.name" (dict "root" . "service" "credsvc") }}:{{ .Values.credsvc.port }}

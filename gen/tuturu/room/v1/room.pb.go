@@ -843,7 +843,12 @@ func (*JoinResponse_Error) isJoinResponse_Event() {}
 type SessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The requests, in the order the gateway received them; a member's own stay in its order.
-	Requests      []*MemberRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	Requests []*MemberRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// First (empty) message only: the tag of the shard the gateway reaches through this stream
+	// (lowercase hex, at most 16 characters; "" when rooms are not sharded). roomsvc signs it
+	// into the resume tokens it issues on the stream, as their clear prefix, and refuses a
+	// token whose tag is not the stream's, so a token is only good on the shard that issued it.
+	Shard         string `protobuf:"bytes,2,opt,name=shard,proto3" json:"shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -883,6 +888,13 @@ func (x *SessionsRequest) GetRequests() []*MemberRequest {
 		return x.Requests
 	}
 	return nil
+}
+
+func (x *SessionsRequest) GetShard() string {
+	if x != nil {
+		return x.Shard
+	}
+	return ""
 }
 
 // MemberRequest is one request of one member (a socket on the gateway).
@@ -2585,9 +2597,10 @@ const file_tuturu_room_v1_room_proto_rawDesc = "" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05event\"L\n" +
+	"\x05event\"b\n" +
 	"\x0fSessionsRequest\x129\n" +
-	"\brequests\x18\x01 \x03(\v2\x1d.tuturu.room.v1.MemberRequestR\brequests\"\xc0\x03\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.tuturu.room.v1.MemberRequestR\brequests\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\tR\x05shard\"\xc0\x03\n" +
 	"\rMemberRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12T\n" +
