@@ -44,17 +44,13 @@ func encodeRelay(t string, data []byte) []byte {
 	return append(b, '}')
 }
 
-// errorMsg is {"type":"error","error":"<human text>","code":"<MACHINE_CODE>"}.
+// errorMsg is {"type":"error","error":"<human text>","code":"<MACHINE_CODE>","supportCode":"<CODE>"}.
 type errorMsg struct {
 	Type         string `json:"type"`
 	Error        string `json:"error"`
 	Code         string `json:"code"`
 	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
-}
-
-func encodeError(text, code string) []byte {
-	b, _ := json.Marshal(errorMsg{Type: "error", Error: text, Code: code}) // plain strings always marshal
-	return b
+	SupportCode  string `json:"supportCode,omitempty"`
 }
 
 // iceServer is one RTCIceServer as the browser wants it.

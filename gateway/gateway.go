@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -158,14 +159,15 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.cap.acquire() {
 		g.instruments.reject(r.Context(), rejectFull)
-		refuseFull(w, r)
+		// Refused upgrades come at whatever rate a client connects: logged at debug.
+		refuseFull(w, r, g.markSupport(r.Context(), slog.LevelDebug, codeServerFull, ""))
 		return
 	}
 	addr := clientAddr(r)
 	if !g.socks.acquire(addr) {
 		g.cap.release()
 		g.instruments.reject(r.Context(), rejectSockets)
-		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
+		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout, g.markSupport(r.Context(), slog.LevelDebug, codeTooManySockets, ""))
 		return
 	}
 	if !g.serveSocket(w, r, addr) {

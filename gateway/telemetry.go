@@ -19,6 +19,7 @@ const (
 	attrParticipantID = attribute.Key("tuturu.participant.id")
 	attrRoomID        = attribute.Key("tuturu.room.id")
 	attrOutcome       = attribute.Key("tuturu.outcome")
+	attrErrorCode     = attribute.Key("tuturu.error.code") // the machine code of an error sent to the client
 )
 
 // Rejection reasons, the label of tuturu.gateway.rejections.

@@ -11,6 +11,7 @@ import { createStats } from './stats.js';
 import { createTimers, runEffect } from './effects.js';
 import { createView } from './view.js';
 import { makeDraggable } from './drag.js';
+import { traceparent } from './trace.js';
 
 const log = createLog(debugEnabled(location.search, globalThis.localStorage));
 const view = createView(document);
@@ -59,9 +60,12 @@ media.onVideoTrackChange((track) => peer.replaceVideoTrack(track));
 // Page events become actions.
 const on = (id, event, fn) => $(id).addEventListener(event, fn);
 on('pin', 'input', (e) => dispatch({ type: 'PIN_CHANGED', value: e.target.value }));
+// Each call attempt is one trace (its join and its leave); its support code is shown when it
+// fails (docs/operations.md).
+const callTrace = () => traceparent(crypto.getRandomValues(new Uint8Array(24)));
 on('pin-form', 'submit', (e) => {
   e.preventDefault();
-  dispatch({ type: 'SUBMIT' });
+  dispatch({ type: 'SUBMIT', traceparent: callTrace() });
 });
 on('new-pin', 'click', () => {
   let pin = null;
@@ -76,7 +80,7 @@ on('camera', 'click', () => dispatch({ type: 'TOGGLE_CAMERA' }));
 on('flip', 'click', () => dispatch({ type: 'FLIP_CAMERA' }));
 on('selfview', 'click', () => dispatch({ type: 'TOGGLE_SELF_VIEW' }));
 on('hangup', 'click', () => dispatch({ type: 'HANG_UP' }));
-on('again', 'click', () => dispatch({ type: 'AGAIN' }));
+on('again', 'click', () => dispatch({ type: 'AGAIN', traceparent: callTrace() }));
 on('edit-pin', 'click', () => dispatch({ type: 'EDIT_PIN' }));
 on('reload', 'click', () => location.reload());
 on('play-remote', 'click', () => {
