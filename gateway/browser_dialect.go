@@ -90,6 +90,15 @@ func (b *browserDialect) dispatch(ctx context.Context, m *browserMsg) (bool, str
 		}
 		s.sendSignal(ctx, &roomv1.Signal{Type: m.Type, Data: m.Data})
 		return true, "ok"
+	case typeSelfTest:
+		if s.state.Load() != stateIdle {
+			s.sendError(ctx, wireError{Text: "Already joined or testing on this connection: open a new connection for a self-test", Code: codeAlreadyJoined})
+			return true, "already_joined"
+		}
+		if !s.allowJoin(ctx, m.Type) {
+			return false, "join_rate"
+		}
+		return s.startSelfTest(ctx)
 	case typeLeave:
 		if s.state.Load() != stateJoined {
 			s.sendError(ctx, wireError{Text: "Not in a room: there is nothing to leave", Code: codeNotInRoom})

@@ -81,7 +81,7 @@ type joinAnswer struct {
 // credentials.
 func encodeJoinAnswer(typ string, joined *roomv1.Joined, creds *credv1.IssueResponse, forceRelay bool) []byte {
 	d := joinData{
-		ICEServers:         make([]iceServer, 0, len(creds.GetIceServers())),
+		ICEServers:         iceServers(creds),
 		ICETransportPolicy: "all",
 		ParticipantID:      joined.GetSelf().GetParticipantId(),
 		Role:               roleName(joined.GetSelf().GetRole()),
@@ -92,11 +92,17 @@ func encodeJoinAnswer(typ string, joined *roomv1.Joined, creds *credv1.IssueResp
 	if forceRelay {
 		d.ICETransportPolicy = "relay"
 	}
-	for _, s := range creds.GetIceServers() {
-		d.ICEServers = append(d.ICEServers, iceServer{URLs: s.GetUrls(), Username: s.GetUsername(), Credential: s.GetCredential()})
-	}
 	b, _ := json.Marshal(joinAnswer{Type: typ, Data: d}) // strings and numbers always marshal
 	return b
+}
+
+// iceServers are credsvc's ICE servers as the browser wants them.
+func iceServers(creds *credv1.IssueResponse) []iceServer {
+	out := make([]iceServer, 0, len(creds.GetIceServers()))
+	for _, s := range creds.GetIceServers() {
+		out = append(out, iceServer{URLs: s.GetUrls(), Username: s.GetUsername(), Credential: s.GetCredential()})
+	}
+	return out
 }
 
 func roleName(r roomv1.Role) string {

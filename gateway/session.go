@@ -26,9 +26,10 @@ import (
 // Session states. Only the reader goroutine moves a session forward; the pump reads the state
 // to decide whether an event is still news for the client.
 const (
-	stateIdle   int32 = iota // connected, not in a room
-	stateJoined              // a member: events are delivered
-	stateLeft                // left (or was made to leave): no more relays either way
+	stateIdle    int32 = iota // connected, not in a room
+	stateJoined               // a member: events are delivered
+	stateLeft                 // left (or was made to leave): no more relays either way
+	stateTesting              // a connection self-test: test credentials, never a room slot
 )
 
 // defaultSocketQueue bounds the events waiting to be written to one socket. A client this far
@@ -75,6 +76,10 @@ type session struct {
 
 	closeOnce sync.Once
 
+	// selfTest is the connection self-test's credential, set by the reader; revoked when the
+	// socket ends (selftest.go).
+	selfTest *selfTest
+
 	// The join deadline: joinMu guards joinGate, and s.dialect against the timer's read.
 	joinMu    sync.Mutex
 	joinGate  int
@@ -108,6 +113,7 @@ func (s *session) run() {
 	s.joinTimer = time.AfterFunc(s.g.cfg.JoinTimeout, s.joinTimedOut)
 	s.joinMu.Unlock()
 	defer s.joinTimer.Stop()
+	defer s.endSelfTest()
 
 	for {
 		typ, r, err := s.conn.Reader(ctx)
