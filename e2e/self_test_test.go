@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
 
+	"github.com/tuturu/tuturu/credsvc"
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 )
 
@@ -73,4 +75,70 @@ func TestBrowserSelfTest(t *testing.T) {
 		}
 	}
 	t.Fatal("100 self-tests from one address in a row were all answered: no join limit")
+}
+
+// connectionTestJS reads the connection test's results: check id → status.
+const connectionTestJS = `Object.fromEntries([...document.querySelectorAll('#test-results li')].map((li) => [li.dataset.id, li.dataset.status]))`
+
+// runConnectionTest opens the test from the PIN screen's link, runs it and returns each
+// check's status and the summary.
+func runConnectionTest(p *page) (map[string]string, string) {
+	p.t.Helper()
+	p.do("open the connection test", chromedpClick("test-link"))
+	p.waitFor("the test screen alone", `!document.getElementById('screen-test').hidden && document.getElementById('screen-pin').offsetParent === null && location.hash === '#test'`, uiTimeout)
+	p.do("start the test", chromedpClick("test-start"))
+	p.waitFor("the test to finish", `document.getElementById('screen-test').dataset.state === 'done'`, 90*time.Second)
+	return eval[map[string]string](p, connectionTestJS), p.text("test-summary")
+}
+
+// TestChromiumConnectionTest: "Test my connection" on the real page against the real stack.
+// With everything up, every check passes (TLS is not offered by the test stack, and says so)
+// and the microphone meter moves. With credsvc handing out the UDP URL on a port where nothing
+// listens (what a network that blocks UDP looks like to the page), TURN over UDP fails and the
+// page says calls will be relayed over TCP, whose round trip still works.
+func TestChromiumConnectionTest(t *testing.T) {
+	if !inLoopbackNamespace(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	b := startChromium(t, ctx)
+
+	s := startStack(t, stackOptions{})
+	p := b.openPage("tester", s.GatewayURL+"/?debug=1", 1024, 900, false)
+	got, summary := runConnectionTest(p)
+	want := map[string]string{"media": "ok", "stun": "ok", "udp": "ok", "tcp": "ok", "tls": "absent", "roundTrip": "ok"}
+	for id, status := range want {
+		if got[id] != status {
+			t.Fatalf("all up: check %s is %q, want %q (all: %v; summary %q)", id, got[id], status, got, summary)
+		}
+	}
+	if summary != "Your connection is ready for calls." {
+		t.Fatalf("all up: summary %q", summary)
+	}
+	p.waitFor("the microphone meter to move", `Number(document.getElementById('test-meter').dataset.peak || 0) > 0.01`, uiTimeout)
+	p.screenshot("connection-test-ok")
+	p.do("back to the PIN screen", chromedpClick("test-back"))
+	p.waitFor("the PIN screen", `document.getElementById('screen-test').hidden && document.getElementById('pin').offsetParent !== null`, uiTimeout)
+
+	// A UDP port with nothing behind it: taken, then given back.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := pc.LocalAddr().(*net.UDPAddr).Port
+	_ = pc.Close()
+	s2 := startStack(t, stackOptions{Credsvc: func(c *credsvc.Config) { c.TurnUDPPort = closed }})
+	p2 := b.openPage("no-udp", s2.GatewayURL+"/?debug=1", 1024, 900, false)
+	got, summary = runConnectionTest(p2)
+	want = map[string]string{"media": "ok", "stun": "fail", "udp": "fail", "tcp": "ok", "tls": "absent", "roundTrip": "ok"}
+	for id, status := range want {
+		if got[id] != status {
+			t.Fatalf("UDP blocked: check %s is %q, want %q (all: %v; summary %q)", id, got[id], status, got, summary)
+		}
+	}
+	if !strings.HasPrefix(summary, "Your network blocks UDP: calls will be relayed over TCP on port ") {
+		t.Fatalf("UDP blocked: summary %q", summary)
+	}
+	p2.screenshot("connection-test-no-udp")
 }

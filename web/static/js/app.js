@@ -1,7 +1,7 @@
 // Entry point: wires the reducer to the effect modules and the page. Actions are processed one
 // at a time in order, even when an effect dispatches while another action is being handled.
 
-import { initialState, reduce } from './state.js';
+import { initialState, reduce, Phase } from './state.js';
 import { randomPin } from './pin.js';
 import { createLog, debugEnabled, redact } from './log.js';
 import { createSignaling, socketURL } from './signaling.js';
@@ -12,6 +12,7 @@ import { createTimers, runEffect } from './effects.js';
 import { createView } from './view.js';
 import { makeDraggable } from './drag.js';
 import { traceparent } from './trace.js';
+import { createTestPage } from './testpage.js';
 
 const log = createLog(debugEnabled(location.search, globalThis.localStorage));
 const view = createView(document);
@@ -92,6 +93,16 @@ window.addEventListener('pagehide', () => dispatch({ type: 'PAGE_HIDE' }));
 makeDraggable($('self-view'), $('screen-stage'));
 
 view.render(state, null);
+
+// The connection test lives at /#test, reachable from the PIN screen; only while no call runs.
+const testPage = createTestPage(document, { url: socketURL(location), log });
+const route = () => {
+  const on = location.hash === '#test' && state.phase === Phase.PIN;
+  testPage.show(on);
+  if (!on && state.phase === Phase.PIN) $('pin').focus({ preventScroll: true });
+};
+window.addEventListener('hashchange', route);
+route();
 
 // In debug mode, tests and developers can look inside.
 if (log.enabled) {
