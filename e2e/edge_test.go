@@ -69,8 +69,10 @@ func newEdgeCA(t *testing.T, dir string) *edgeCA {
 	}
 	leaf := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: edgeDomain},
-		DNSNames:  []string{edgeDomain, edgeApp, edgeTurn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
+		DNSNames: []string{edgeDomain, edgeApp, edgeTurn},
+		// Also loopback's address: turnsvc's own TLS listener uses it (TestChromiumConnectionTest).
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)

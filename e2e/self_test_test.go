@@ -2,17 +2,24 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 
 	"github.com/tuturu/tuturu/credsvc"
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+	"github.com/tuturu/tuturu/turnsvc"
 )
 
 // TestBrowserSelfTest: a `self-test` first message gets short-lived TURN credentials of a
@@ -91,23 +98,25 @@ func runConnectionTest(p *page) (map[string]string, string) {
 	return eval[map[string]string](p, connectionTestJS), p.text("test-summary")
 }
 
-// TestChromiumConnectionTest: "Test my connection" on the real page against the real stack.
-// With everything up, every check passes (TLS is not offered by the test stack, and says so)
-// and the microphone meter moves. With credsvc handing out the UDP URL on a port where nothing
-// listens (what a network that blocks UDP looks like to the page), TURN over UDP fails and the
-// page says calls will be relayed over TCP, whose round trip still works.
+// TestChromiumConnectionTest: "Test my connection" on the real page against the real stack,
+// with turnsvc serving TURN over TLS too. With everything up, every check passes and the
+// microphone meter moves. With credsvc handing out the UDP URL on a port where nothing listens
+// (what a network that blocks UDP looks like to the page), TURN over UDP and STUN fail, TCP,
+// TLS and the round trip work, and the page says calls will be relayed over TLS.
 func TestChromiumConnectionTest(t *testing.T) {
 	if !inLoopbackNamespace(t) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	defer cancel()
-	b := startChromium(t, ctx)
-
-	s := startStack(t, stackOptions{})
+	// TURN over TLS on turnsvc's own listener, with a certificate of a CA made for the test,
+	// which Chromium trusts by the leaf's key alone (it verifies turns: certificates).
+	ca := newEdgeCA(t, t.TempDir())
+	b := startChromium(t, ctx, chromedp.Flag("ignore-certificate-errors-spki-list", spkiHash(t, ca.certFile)))
+	s := startStack(t, stackOptions{Turnsvc: func(c *turnsvc.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSPort = ca.certFile, ca.keyFile, 0 }})
 	p := b.openPage("tester", s.GatewayURL+"/?debug=1", 1024, 900, false)
 	got, summary := runConnectionTest(p)
-	want := map[string]string{"media": "ok", "stun": "ok", "udp": "ok", "tcp": "ok", "tls": "absent", "roundTrip": "ok"}
+	want := map[string]string{"media": "ok", "stun": "ok", "udp": "ok", "tcp": "ok", "tls": "ok", "roundTrip": "ok"}
 	for id, status := range want {
 		if got[id] != status {
 			t.Fatalf("all up: check %s is %q, want %q (all: %v; summary %q)", id, got[id], status, got, summary)
@@ -128,17 +137,40 @@ func TestChromiumConnectionTest(t *testing.T) {
 	}
 	closed := pc.LocalAddr().(*net.UDPAddr).Port
 	_ = pc.Close()
-	s2 := startStack(t, stackOptions{Credsvc: func(c *credsvc.Config) { c.TurnUDPPort = closed }})
+	s2 := startStack(t, stackOptions{
+		Turnsvc: func(c *turnsvc.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSPort = ca.certFile, ca.keyFile, 0 },
+		Credsvc: func(c *credsvc.Config) { c.TurnUDPPort = closed },
+	})
 	p2 := b.openPage("no-udp", s2.GatewayURL+"/?debug=1", 1024, 900, false)
 	got, summary = runConnectionTest(p2)
-	want = map[string]string{"media": "ok", "stun": "fail", "udp": "fail", "tcp": "ok", "tls": "absent", "roundTrip": "ok"}
+	want = map[string]string{"media": "ok", "stun": "fail", "udp": "fail", "tcp": "ok", "tls": "ok", "roundTrip": "ok"}
 	for id, status := range want {
 		if got[id] != status {
 			t.Fatalf("UDP blocked: check %s is %q, want %q (all: %v; summary %q)", id, got[id], status, got, summary)
 		}
 	}
-	if !strings.HasPrefix(summary, "Your network blocks UDP: calls will be relayed over TCP on port ") {
+	if !strings.HasPrefix(summary, "Your network blocks UDP: calls will be relayed over TLS on port ") {
 		t.Fatalf("UDP blocked: summary %q", summary)
 	}
 	p2.screenshot("connection-test-no-udp")
+}
+
+// spkiHash is base64(SHA-256(SubjectPublicKeyInfo)) of the PEM certificate in file, the form
+// Chromium's --ignore-certificate-errors-spki-list takes.
+func spkiHash(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", file)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
