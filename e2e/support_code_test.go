@@ -99,9 +99,9 @@ func spanWithSupportCode(t *testing.T, spans *spanLog, name, code string) (sdktr
 // TestBrowserErrorSupportCode: every error frame carries a support code, which the span of the
 // action that failed carries as support.code and the gateway's log line as support_code. A
 // join refused with ROOM_FULL under the browser's traceparent gets the code of that trace (the
-// one the client would compute itself), on the `signal join-pin` span; an error outside any
-// action (a message over the size limit) gets a `gateway error` span of its own. No log line
-// carries the PIN.
+// one the client would compute itself), on the `signal join-pin` span; a join and leave that
+// went well carry the code of their trace too; an error outside any action (a message over the
+// size limit) gets a `gateway error` span of its own. No log line carries the PIN.
 func TestBrowserErrorSupportCode(t *testing.T) {
 	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
 	logs := newLogBook()
@@ -130,6 +130,20 @@ func TestBrowserErrorSupportCode(t *testing.T) {
 	line := logs.waitLine(t, "gateway", `"support_code":"`+wantCode+`"`)
 	if !strings.Contains(line, `"code":"ROOM_FULL"`) || !strings.Contains(line, `"trace_id":"`+traceID+`"`) {
 		t.Fatalf("log line for the refused join: %s", line)
+	}
+
+	// A call's own join and leave carry the code of the trace the client sent, so a failure
+	// the page detects itself (it shows that code) finds them.
+	const callTrace, callCode = "ffffffffff0000000000000000000001", "ZZZZZZZZ"
+	tp := `"traceparent":"00-` + callTrace + `-00f067aa0ba902b7-01"`
+	e := dialWS(t, s, "e", nil)
+	e.send(`{"type":"join-pin","pin":"` + nextPIN() + `",` + tp + `}`)
+	e.expect("join-pin")
+	e.send(`{"type":"leave",` + tp + `}`)
+	for _, name := range []string{"signal join-pin", "signal leave"} {
+		if _, attrs := spanWithSupportCode(t, spans, name, callCode); attrs["tuturu.outcome"] != "ok" || attrs["tuturu.error.code"] != "" {
+			t.Fatalf("%s of a call that went well: attributes %v", name, attrs)
+		}
 	}
 
 	// Too big: refused before any action span, so the error has a span of its own.
