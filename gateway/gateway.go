@@ -77,6 +77,8 @@ func New(cfg Config) (*Gateway, error) {
 	app.Handle("GET /readyz", http.HandlerFunc(g.serveReady))
 	app.Handle("GET /ws", http.HandlerFunc(g.serveWS))
 	app.Handle("/api/turn", newAPITurn(g)) // every method: it answers 405 itself, in JSON
+	// The web client's connection test as a page of its own: a link anyone can send.
+	app.Handle("GET /test", http.RedirectHandler("/#test", http.StatusFound))
 	app.Handle("/", http.FileServerFS(web.Files()))
 	srv.Handle("/", app)
 	g.srv = srv
