@@ -205,3 +205,41 @@ func TestChromiumSupportCode(t *testing.T) {
 	}
 	logs.waitLine(t, "gateway", `"support_code":"`+code+`"`, `"code":"ROOM_FULL"`)
 }
+
+// TestChromiumSupportCodeClientFailure: a failure only the page sees (the other member never
+// answers, so the page gives up after its negotiation timeout) shows the code of the call's
+// trace, and that code finds the call's join and the leave the page sent on failing, both in
+// the page's trace.
+func TestChromiumSupportCodeClientFailure(t *testing.T) {
+	if !inLoopbackNamespace(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
+	s := startStack(t, stackOptions{Telemetry: spans.telemetry})
+	pin := nextPIN()
+	first := dialWS(t, s, "silent", nil)
+	first.join(pin) // and never offers
+
+	b := startChromium(t, ctx)
+	p := b.openPage("caller", s.GatewayURL+"/?debug=1", 1024, 720, false)
+	p.join(pin)
+	p.waitPhase("negotiating", uiTimeout)
+	p.waitPhase("error", 45*time.Second) // the page's 30 s negotiation timeout
+	if code := p.attr("screen-end", "data-code"); code != "NEGOTIATION_TIMEOUT" {
+		t.Fatalf("error %q, want NEGOTIATION_TIMEOUT", code)
+	}
+	code := p.attr("end-support", "data-code")
+	if len(code) != 8 {
+		t.Fatalf("no support code on the error screen: %q", p.text("end-support"))
+	}
+	pageTrace := eval[string](p, `window.tuturu.state().trace || ''`)
+	for _, name := range []string{"signal join-pin", "signal leave"} {
+		sp, _ := spanWithSupportCode(t, spans, name, code)
+		if !strings.Contains(pageTrace, "-"+sp.SpanContext().TraceID().String()+"-") {
+			t.Fatalf("%s with the code is in trace %s, the page's call is %q", name, sp.SpanContext().TraceID(), pageTrace)
+		}
+	}
+	p.screenshot("negotiation-timeout-support-code")
+}
