@@ -34,6 +34,9 @@ type Config struct {
 	TurnHost string
 	// TurnPort is the TURN UDP/TCP port in those URLs.
 	TurnPort int
+	// TurnUDPPort, when set, is the port of the UDP URL instead of TurnPort: for a NAT or load
+	// balancer that forwards TURN over UDP on another port than TCP.
+	TurnUDPPort int
 	// TurnsPort adds a turns: (TURN over TLS) URL on that port; 0 leaves it out. It is not
 	// turnsvc's TURN_TLS_PORT: TLS may be served by turnsvc (5349) or by the edge (443).
 	TurnsPort int
@@ -55,6 +58,7 @@ const (
 	envTurnHost   = "TURN_HOST (-turn-host)"
 	envTurnPort   = "TURN_PORT (-turn-port)"
 	envTurnsPort  = "TURNS_PORT (-turns-port)"
+	envTurnUDPURL = "TURN_UDP_URL_PORT (-turn-udp-url-port)"
 	envTurnsHost  = "TURNS_HOST (-turns-host)"
 	envSweep      = "CREDSVC_SWEEP_INTERVAL (-credsvc-sweep-interval)"
 )
@@ -74,6 +78,7 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.List(&c.STUNServers, "stun-servers", "STUN_SERVERS", "", "comma-separated STUN URLs handed to clients")
 	v.String(&c.TurnHost, "turn-host", "TURN_HOST", "127.0.0.1", "host name or IP in the TURN URLs handed to clients")
 	v.Port(&c.TurnPort, "turn-port", "TURN_PORT", 3478, "TURN UDP/TCP port")
+	v.Int(&c.TurnUDPPort, "turn-udp-url-port", "TURN_UDP_URL_PORT", 0, "port of the turn: UDP URL handed to clients when UDP is forwarded on another port than TCP; 0 = TURN_PORT")
 	// Its own name: turnsvc's TURN_TLS_PORT is where it listens, which clients may not reach.
 	v.Int(&c.TurnsPort, "turns-port", "TURNS_PORT", 0, "port of the turns: (TURN over TLS) URL handed to clients, e.g. 5349 or 443; 0 = no turns: URL")
 	v.String(&c.TurnsHost, "turns-host", "TURNS_HOST", "", "host name in the turns: URL (the name its certificate is for, e.g. t.<DOMAIN> behind the edge); TURN_HOST when empty")
@@ -133,6 +138,9 @@ func (c *Config) check() error {
 	}
 	if strings.ContainsAny(c.TurnsHost, " /?#@") {
 		fail(envTurnsHost, "must be a host name (got %q)", c.TurnsHost)
+	}
+	if c.TurnUDPPort < 0 || c.TurnUDPPort > 65535 {
+		fail(envTurnUDPURL, "must be a port number 1-65535, or 0 for TURN_PORT (got %d)", c.TurnUDPPort)
 	}
 	if c.TurnsPort < 0 || c.TurnsPort > 65535 {
 		fail(envTurnsPort, "must be a port number 1-65535, or 0 for none (got %d)", c.TurnsPort)

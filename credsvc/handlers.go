@@ -85,10 +85,15 @@ func (s *Service) issue(req *credv1.IssueRequest, now time.Time) (*credv1.IssueR
 	}, nil
 }
 
-// turnURLs are the TURN URLs handed out: UDP and TCP on TurnPort, TLS on TurnsPort if set.
+// turnURLs are the TURN URLs handed out: UDP and TCP on TurnPort (UDP on TurnUDPPort if set),
+// TLS on TurnsPort if set.
 func (s *Service) turnURLs() []string {
 	hostPort := net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnPort))
-	urls := []string{"turn:" + hostPort + "?transport=udp", "turn:" + hostPort + "?transport=tcp"}
+	udp := hostPort
+	if s.cfg.TurnUDPPort > 0 {
+		udp = net.JoinHostPort(s.cfg.TurnHost, strconv.Itoa(s.cfg.TurnUDPPort))
+	}
+	urls := []string{"turn:" + udp + "?transport=udp", "turn:" + hostPort + "?transport=tcp"}
 	if s.cfg.TurnsPort > 0 {
 		host := s.cfg.TurnsHost
 		if host == "" {

@@ -193,6 +193,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"no host", func(c *credsvc.Config) { c.TurnHost = "" }, "TURN_HOST"},
 		{"bad port", func(c *credsvc.Config) { c.TurnPort = 0 }, "TURN_PORT"},
 		{"bad tls port", func(c *credsvc.Config) { c.TurnsPort = 70000 }, "TURNS_PORT"},
+		{"bad udp url port", func(c *credsvc.Config) { c.TurnUDPPort = -1 }, "TURN_UDP_URL_PORT"},
 		{"bad stun", func(c *credsvc.Config) { c.STUNServers = []string{"turn:x.example:3478"} }, "STUN_SERVERS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -101,6 +101,17 @@ func TestIssueWithoutSTUNAndTLS(t *testing.T) {
 	}
 }
 
+// TestIssueUDPURLPort: TURN_UDP_URL_PORT moves the UDP URL alone (UDP forwarded on another port).
+func TestIssueUDPURLPort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	n := e.start(func(c *credsvc.Config) { c.TurnHost = "turn.example.org"; c.TurnUDPPort = 3479 })
+	want := []string{"turn:turn.example.org:3479?transport=udp", "turn:turn.example.org:3478?transport=tcp"}
+	if got := issue(t, n.internal(t, nil), "carol").GetTurnUrls(); !slices.Equal(got, want) {
+		t.Fatalf("turn_urls = %q, want %q", got, want)
+	}
+}
+
 func TestIssueTTL(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -284,6 +284,11 @@ func TestGatewayHTTP(t *testing.T) {
 	if code, body := get("GET", "/"); code != 200 || !strings.Contains(body, "<html") {
 		t.Fatalf("GET / = %d %q", code, body)
 	}
+	// /test is the connection test: a redirect to the page's #test, which Go's client follows
+	// to the page itself.
+	if code, body := get("GET", "/test"); code != 200 || !strings.Contains(body, `id="screen-test"`) {
+		t.Fatalf("GET /test = %d %q", code, body)
+	}
 	if code, _ := get("GET", "/healthz"); code != 200 {
 		t.Fatalf("GET /healthz = %d", code)
 	}

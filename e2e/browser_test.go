@@ -138,6 +138,9 @@ func TestChromiumCall(t *testing.T) {
 	// Alice hangs up: Bob is told and waits in the room; Alice sees the call ended.
 	alice.do("hang up", chromedpClick("hangup"))
 	alice.waitPhase("ended", uiTimeout)
+	if !eval[bool](alice, `document.getElementById('end-support').hidden`) {
+		t.Fatalf("a hang-up shows a support code: %q", alice.text("end-support"))
+	}
 	bob.waitFor("peer left notice", `document.getElementById('status').dataset.code === 'peer-left'`, uiTimeout)
 	bob.waitPhase("waiting", uiTimeout)
 	if msg := bob.text("status"); !strings.Contains(msg, "The other person left the call") {
@@ -251,6 +254,10 @@ func TestChromiumAudioOnly(t *testing.T) {
 	}
 	if id := eval[string](carol, `document.activeElement.id`); id != "end-title" {
 		t.Fatalf("error screen: focus on %q, want its heading", id)
+	}
+	// Even a failure that never reached the server has a support code: the call's trace's.
+	if code := carol.attr("end-support", "data-code"); len(code) != 8 || !strings.Contains(carol.text("end-support"), "Support code: "+code) {
+		t.Fatalf("denied media: support line %q (code %q)", carol.text("end-support"), code)
 	}
 	carol.screenshot("media-denied-phone")
 }

@@ -118,7 +118,7 @@ type browser struct {
 
 // startChromium starts headless Chromium (flags for a sandbox-less container) with a fresh
 // profile.
-func startChromium(t *testing.T, ctx context.Context) *browser {
+func startChromium(t *testing.T, ctx context.Context, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	path, err := chromiumPath()
 	if err != nil {
@@ -137,6 +137,7 @@ func startChromium(t *testing.T, ctx context.Context) *browser {
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.WindowSize(1024, 720),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(func() {

@@ -52,7 +52,8 @@ func newEdgeCA(t *testing.T, dir string) *edgeCA {
 		keyFile:  filepath.Join(dir, "key.pem"),
 	}
 	tca.WriteCert(t, ca.caFile)
-	tca.Issue(t, ca.certFile, ca.keyFile, 2, edgeDomain, edgeApp, edgeTurn)
+	// Also loopback's address: turnsvc's own TLS listener uses it (TestChromiumConnectionTest).
+	tca.Issue(t, ca.certFile, ca.keyFile, 2, edgeDomain, edgeApp, edgeTurn, "127.0.0.1")
 	return ca
 }
 

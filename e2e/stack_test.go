@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"flag"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -37,6 +38,8 @@ type stackOptions struct {
 	Credsvc   func(*credsvc.Config)
 	Turnsvc   func(*turnsvc.Config)
 	Telemetry func(service string) platform.Telemetry
+	// Logs, when set, also receives each service's log lines.
+	Logs func(service string) io.Writer
 }
 
 // startStack starts credsvc, turnsvc, roomsvc and the gateway on loopback ports and stops them
@@ -63,11 +66,15 @@ func startStack(t *testing.T, opt stackOptions) *stack {
 		DataDir:       t.TempDir(),
 	}
 	base := func(name string) platform.Base {
+		var w io.Writer = testWriter{t, name}
+		if opt.Logs != nil {
+			w = io.MultiWriter(w, opt.Logs(name))
+		}
 		b := platform.Base{
 			DataDir:       s.DataDir,
 			AdminToken:    s.AdminToken,
 			InternalToken: s.InternalToken,
-			Log:           platform.NewLogger(testWriter{t, name}, logLevel()),
+			Log:           platform.NewLogger(w, logLevel()),
 		}
 		if opt.Telemetry != nil {
 			b.Telemetry = opt.Telemetry(name)

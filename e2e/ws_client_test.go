@@ -31,6 +31,7 @@ type serverMsg struct {
 	Error        string          `json:"error"`
 	Code         string          `json:"code"`
 	RetryAfterMs int64           `json:"retryAfterMs"`
+	SupportCode  string          `json:"supportCode"`
 	raw          []byte
 }
 

@@ -18,6 +18,7 @@ const (
 	typeLeave        = "leave"
 	typePing         = "ping"
 	typeResume       = "resume"
+	typeSelfTest     = "self-test"
 )
 
 // browserMsg is one decoded client message. Data keeps the raw bytes the client sent, so a
@@ -117,7 +118,7 @@ func decodeBrowser(b []byte) (browserMsg, error) {
 			return m, invalid("resume needs a token string")
 		}
 		m.Token = s
-	case typeLeave, typePing:
+	case typeLeave, typePing, typeSelfTest:
 	case "":
 		return m, invalid("missing type")
 	default:

@@ -98,7 +98,7 @@ func FuzzDecodeBrowser(f *testing.F) {
 			if !errors.Is(err, errInvalidMessage) {
 				t.Fatalf("error does not wrap errInvalidMessage: %v", err)
 			}
-			if !json.Valid(encodeError("Invalid message: "+detail(err), codeInvalidMessage)) {
+			if !json.Valid((&browserDialect{}).errorFrame(wireError{Text: "Invalid message: " + detail(err), Code: codeInvalidMessage})) {
 				t.Fatalf("error reply is not valid JSON for %q", b)
 			}
 			return
@@ -108,7 +108,7 @@ func FuzzDecodeBrowser(f *testing.F) {
 			if !utf8.ValidString(m.PINText) || len(m.PINText) > 32+len("…") {
 				t.Fatalf("PINText %q is not short valid UTF-8", m.PINText)
 			}
-			if !json.Valid(encodeError(invalidPINText(m.PINText), codeInvalidPIN)) {
+			if !json.Valid((&browserDialect{}).errorFrame(wireError{Text: invalidPINText(m.PINText), Code: codeInvalidPIN})) {
 				t.Fatalf("PIN error reply is not valid JSON for %q", b)
 			}
 		case typeOffer, typeAnswer, typeICECandidate:

@@ -19,7 +19,7 @@ import (
 type browserDialect struct{ s *session }
 
 func (b *browserDialect) errorFrame(e wireError) []byte {
-	return mustJSON(errorMsg{Type: "error", Error: e.Text, Code: e.Code, RetryAfterMs: e.RetryAfterMs})
+	return mustJSON(errorMsg{Type: "error", Error: e.Text, Code: e.Code, RetryAfterMs: e.RetryAfterMs, SupportCode: e.SupportCode})
 }
 
 func (*browserDialect) resumable() bool { return true }
@@ -46,6 +46,7 @@ func (b *browserDialect) handle(ctx context.Context, data []byte) bool {
 	ctx, span := s.g.instruments.tracer.Start(s.g.instruments.browserParent(ctx, &m), spanName(signalSpanNames, "signal ", m.Type),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
 	defer span.End()
+	tagClientTrace(span, m.Traceparent)
 	if s.participant != "" {
 		span.SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID))
 	}
@@ -62,7 +63,7 @@ func (b *browserDialect) dispatch(ctx context.Context, m *browserMsg) (bool, str
 	switch m.Type {
 	case typeJoinPin:
 		if s.state.Load() != stateIdle {
-			s.write(encodeError("Already joined a room on this connection: open a new connection to join another", codeAlreadyJoined))
+			s.sendError(ctx, wireError{Text: "Already joined a room on this connection: open a new connection to join another", Code: codeAlreadyJoined})
 			return true, "already_joined"
 		}
 		if !roompin.Valid(m.PIN) {
@@ -75,7 +76,7 @@ func (b *browserDialect) dispatch(ctx context.Context, m *browserMsg) (bool, str
 		return b.join(ctx, &roomv1.MemberRequest{Msg: &roomv1.MemberRequest_Enter{Enter: &roomv1.Enter{Room: &roomv1.Enter_Pin{Pin: m.PIN}}}}, m.PIN)
 	case typeResume:
 		if s.state.Load() != stateIdle {
-			s.write(encodeError("Already joined a room on this connection: resume on a new connection", codeAlreadyJoined))
+			s.sendError(ctx, wireError{Text: "Already joined a room on this connection: resume on a new connection", Code: codeAlreadyJoined})
 			return true, "already_joined"
 		}
 		if !s.allowJoin(ctx, m.Type) {
@@ -84,14 +85,23 @@ func (b *browserDialect) dispatch(ctx context.Context, m *browserMsg) (bool, str
 		return b.join(ctx, &roomv1.MemberRequest{Msg: &roomv1.MemberRequest_Resume{Resume: &roomv1.Resume{ResumeToken: m.Token}}}, "")
 	case typeOffer, typeAnswer, typeICECandidate:
 		if s.state.Load() != stateJoined {
-			s.write(encodeError("Not in a room: join a room before sending "+m.Type, codeNotInRoom))
+			s.sendError(ctx, wireError{Text: "Not in a room: join a room before sending " + m.Type, Code: codeNotInRoom})
 			return true, "not_in_room"
 		}
 		s.sendSignal(ctx, &roomv1.Signal{Type: m.Type, Data: m.Data})
 		return true, "ok"
+	case typeSelfTest:
+		if s.state.Load() != stateIdle {
+			s.sendError(ctx, wireError{Text: "Already joined or testing on this connection: open a new connection for a self-test", Code: codeAlreadyJoined})
+			return true, "already_joined"
+		}
+		if !s.allowJoin(ctx, m.Type) {
+			return false, "join_rate"
+		}
+		return s.startSelfTest(ctx)
 	case typeLeave:
 		if s.state.Load() != stateJoined {
-			s.write(encodeError("Not in a room: there is nothing to leave", codeNotInRoom))
+			s.sendError(ctx, wireError{Text: "Not in a room: there is nothing to leave", Code: codeNotInRoom})
 			return true, "not_in_room"
 		}
 		s.leave(ctx, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP)
@@ -127,21 +137,21 @@ func (b *browserDialect) refuseJoin(ctx context.Context, e *roomv1.Ended, pin st
 	code := connect.Code(e.GetCode())
 	switch {
 	case code == connect.CodeInvalidArgument && !resume:
-		s.refuse(websocket.StatusPolicyViolation, wireError{Text: invalidPINText(pin), Code: codeInvalidPIN})
+		s.refuse(ctx, websocket.StatusPolicyViolation, wireError{Text: invalidPINText(pin), Code: codeInvalidPIN})
 		return "bad_pin"
 	case code == connect.CodeResourceExhausted && !resume:
-		s.refuse(websocket.StatusPolicyViolation, wireError{Text: roomFullText(pin), Code: codeRoomFull})
+		s.refuse(ctx, websocket.StatusPolicyViolation, wireError{Text: roomFullText(pin), Code: codeRoomFull})
 		return "room_full"
 	case resume && (code == connect.CodeNotFound || code == connect.CodeInvalidArgument || code == connect.CodeFailedPrecondition):
-		s.refuse(websocket.StatusPolicyViolation, wireError{Text: "Cannot resume: the session has ended or the token is not valid; join again", Code: codeResumeFailed})
+		s.refuse(ctx, websocket.StatusPolicyViolation, wireError{Text: "Cannot resume: the session has ended or the token is not valid; join again", Code: codeResumeFailed})
 		return "bad_token"
 	case e.GetReason() == "credentials_unavailable":
 		s.log.WarnContext(ctx, "TURN credentials unavailable; the join fails", "err", e.GetMessage())
-		s.refuse(websocket.StatusInternalError, wireError{Text: "Could not get connection details (TURN credentials): please try again shortly", Code: codeServiceUnavailable})
+		s.refuse(ctx, websocket.StatusInternalError, wireError{Text: "Could not get connection details (TURN credentials): please try again shortly", Code: codeServiceUnavailable})
 		return "credentials_unavailable"
 	default:
 		s.log.WarnContext(ctx, "room service refused or failed a join", "code", code.String(), "err", e.GetMessage())
-		s.refuse(websocket.StatusInternalError, wireError{Text: "The room service is unavailable: please try again shortly", Code: codeServiceUnavailable})
+		s.refuse(ctx, websocket.StatusInternalError, wireError{Text: "The room service is unavailable: please try again shortly", Code: codeServiceUnavailable})
 		return "unavailable"
 	}
 }
@@ -171,7 +181,8 @@ func (b *browserDialect) deliver(ev *roomv1.MemberEvent) {
 	case *roomv1.MemberEvent_PeerLeft:
 		typ, out = "peer-left", msgPeerLeft
 	case *roomv1.MemberEvent_Error:
-		typ, out = "error", encodeError(e.Error.GetReason(), e.Error.GetCode())
+		s.deliverError(ev, wireError{Text: e.Error.GetReason(), Code: e.Error.GetCode()})
+		return
 	case *roomv1.MemberEvent_RoomClosed:
 		// The membership is over: nothing follows.
 		s.state.Store(stateLeft)
@@ -179,7 +190,7 @@ func (b *browserDialect) deliver(ev *roomv1.MemberEvent) {
 		if r := e.RoomClosed.GetReason(); r != "" {
 			text += ": " + r
 		}
-		s.refuse(websocket.StatusNormalClosure, wireError{Text: text, Code: codeRoomClosed})
+		s.refuse(context.Background(), websocket.StatusNormalClosure, wireError{Text: text, Code: codeRoomClosed})
 		return
 	default:
 		return // joined again, lobby member lists: not part of this dialect

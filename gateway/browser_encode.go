@@ -44,17 +44,13 @@ func encodeRelay(t string, data []byte) []byte {
 	return append(b, '}')
 }
 
-// errorMsg is {"type":"error","error":"<human text>","code":"<MACHINE_CODE>"}.
+// errorMsg is {"type":"error","error":"<human text>","code":"<MACHINE_CODE>","supportCode":"<CODE>"}.
 type errorMsg struct {
 	Type         string `json:"type"`
 	Error        string `json:"error"`
 	Code         string `json:"code"`
 	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
-}
-
-func encodeError(text, code string) []byte {
-	b, _ := json.Marshal(errorMsg{Type: "error", Error: text, Code: code}) // plain strings always marshal
-	return b
+	SupportCode  string `json:"supportCode,omitempty"`
 }
 
 // iceServer is one RTCIceServer as the browser wants it.
@@ -85,7 +81,7 @@ type joinAnswer struct {
 // credentials.
 func encodeJoinAnswer(typ string, joined *roomv1.Joined, creds *credv1.IssueResponse, forceRelay bool) []byte {
 	d := joinData{
-		ICEServers:         make([]iceServer, 0, len(creds.GetIceServers())),
+		ICEServers:         iceServers(creds),
 		ICETransportPolicy: "all",
 		ParticipantID:      joined.GetSelf().GetParticipantId(),
 		Role:               roleName(joined.GetSelf().GetRole()),
@@ -96,11 +92,17 @@ func encodeJoinAnswer(typ string, joined *roomv1.Joined, creds *credv1.IssueResp
 	if forceRelay {
 		d.ICETransportPolicy = "relay"
 	}
-	for _, s := range creds.GetIceServers() {
-		d.ICEServers = append(d.ICEServers, iceServer{URLs: s.GetUrls(), Username: s.GetUsername(), Credential: s.GetCredential()})
-	}
 	b, _ := json.Marshal(joinAnswer{Type: typ, Data: d}) // strings and numbers always marshal
 	return b
+}
+
+// iceServers are credsvc's ICE servers as the browser wants them.
+func iceServers(creds *credv1.IssueResponse) []iceServer {
+	out := make([]iceServer, 0, len(creds.GetIceServers()))
+	for _, s := range creds.GetIceServers() {
+		out = append(out, iceServer{URLs: s.GetUrls(), Username: s.GetUsername(), Credential: s.GetCredential()})
+	}
+	return out
 }
 
 func roleName(r roomv1.Role) string {

@@ -79,16 +79,13 @@ const serverFullRetry = 30 * time.Second
 
 // refuseFull answers an upgrade when the gateway is full: an error frame readable in both
 // dialects and close 1013 (try again later). The socket lives only for the close handshake.
-func refuseFull(w http.ResponseWriter, r *http.Request) {
-	text := "The server is full: try again in a minute"
-	refuseUpgrade(w, r, capError{
-		Type: "error", Error: text, Code: codeServerFull, RetryAfterMs: serverFullRetry.Milliseconds(),
-		Data: flutterErrorData{Reason: text, Code: codeServerFull, RetryAfterMs: serverFullRetry.Milliseconds()},
-	}, text)
+func refuseFull(w http.ResponseWriter, r *http.Request, supportCode string) {
+	refuseUpgrade(w, r, newCapError("The server is full: try again in a minute", codeServerFull, serverFullRetry.Milliseconds(), supportCode))
 }
 
-// refuseUpgrade accepts the socket only to send frame and close it with 1013 and reason.
-func refuseUpgrade(w http.ResponseWriter, r *http.Request, frame capError, reason string) {
+// refuseUpgrade accepts the socket only to send frame and close it with 1013 and the frame's
+// text as the reason.
+func refuseUpgrade(w http.ResponseWriter, r *http.Request, frame capError) {
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the Origin was checked by the caller
 		CompressionMode:    websocket.CompressionDisabled,
@@ -102,7 +99,7 @@ func refuseUpgrade(w http.ResponseWriter, r *http.Request, frame capError, reaso
 		_ = conn.CloseNow()
 		return
 	}
-	_ = conn.Close(websocket.StatusTryAgainLater, truncateUTF8(reason, maxCloseReason))
+	_ = conn.Close(websocket.StatusTryAgainLater, truncateUTF8(frame.Error, maxCloseReason))
 }
 
 // serveReady answers /readyz: 200 while the gateway takes new sockets, 503 with the reason

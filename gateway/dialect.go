@@ -31,6 +31,7 @@ type wireError struct {
 	Text         string // human text
 	Code         string // machine code (codeX)
 	RetryAfterMs int64  // set for rate limits
+	SupportCode  string // set by sendError: what the user reads out to support
 }
 
 // isFlutterFirstFrame says whether a socket's first frame starts the Flutter dialect: a JSON

@@ -51,6 +51,7 @@ func (f *flutterDialect) handle(ctx context.Context, data []byte) bool {
 	ctx, span := s.g.instruments.tracer.Start(s.g.instruments.clientParent(ctx, m.Traceparent, m.Tracestate), spanName(signalSpanNames, "signal ", m.Type),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
 	defer span.End()
+	tagClientTrace(span, m.Traceparent)
 	if s.participant != "" {
 		span.SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID))
 	}
@@ -63,8 +64,8 @@ func (f *flutterDialect) handle(ctx context.Context, data []byte) bool {
 }
 
 // refuse answers an error that leaves the socket open.
-func (f *flutterDialect) refuse(m *flutterMsg, text, code string) {
-	f.s.write(f.errorFrame(wireError{Request: m.Type, Text: text, Code: code}))
+func (f *flutterDialect) refuse(ctx context.Context, m *flutterMsg, text, code string) {
+	f.s.sendError(ctx, wireError{Request: m.Type, Text: text, Code: code})
 }
 
 func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, string) {
@@ -72,7 +73,7 @@ func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, str
 	switch m.Type {
 	case flutterNew:
 		if s.state.Load() != stateIdle {
-			f.refuse(m, "Already registered on this connection: open a new connection to register again", codeAlreadyJoined)
+			f.refuse(ctx, m, "Already registered on this connection: open a new connection to register again", codeAlreadyJoined)
 			return true, "already_joined"
 		}
 		if s.g.cfg.Flutter.LobbyOff {
@@ -85,12 +86,12 @@ func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, str
 		return f.register(ctx, m)
 	case flutterOffer, flutterAnswer, flutterCandidate, flutterBye:
 		if s.state.Load() != stateJoined {
-			f.refuse(m, "Not registered: send new before "+m.Type, codeNotInRoom)
+			f.refuse(ctx, m, "Not registered: send new before "+m.Type, codeNotInRoom)
 			return true, "not_in_room"
 		}
 		if m.From != f.id {
 			// The original trusted "from", so anyone could speak for anyone.
-			f.refuse(m, "data.from must be your own id ("+f.id+")", codeForgedFrom)
+			f.refuse(ctx, m, "data.from must be your own id ("+f.id+")", codeForgedFrom)
 			return true, "forged_from"
 		}
 		if m.Type == flutterBye {
@@ -101,7 +102,7 @@ func (f *flutterDialect) dispatch(ctx context.Context, m *flutterMsg) (bool, str
 	case flutterLeave:
 		// Not sent by the demo apps (they close the socket), but the original accepted it.
 		if s.state.Load() != stateJoined {
-			f.refuse(m, "Not registered: there is nothing to leave", codeNotInRoom)
+			f.refuse(ctx, m, "Not registered: there is nothing to leave", codeNotInRoom)
 			return true, "not_in_room"
 		}
 		s.leave(ctx, roomv1.LeaveReason_LEAVE_REASON_HUNG_UP)
@@ -140,7 +141,7 @@ func (f *flutterDialect) register(ctx context.Context, m *flutterMsg) (bool, str
 			e.Text, e.Code, outcome = "The room service is unavailable: please try again shortly", codeServiceUnavailable, "unavailable"
 			status = websocket.StatusInternalError
 		}
-		s.refuse(status, e)
+		s.refuse(ctx, status, e)
 		return false, outcome
 	}
 	f.id = m.ID
@@ -156,7 +157,7 @@ func (f *flutterDialect) bye(ctx context.Context, m *flutterMsg) (bool, string) 
 	s := f.s
 	other, ok := otherLeg(m.SessionID, f.id)
 	if !ok {
-		f.refuse(m, "Invalid session ["+truncate(m.SessionID, 64)+"]: expected <your id>-<peer id> or <peer id>-<your id>", codeInvalidSession)
+		f.refuse(ctx, m, "Invalid session ["+truncate(m.SessionID, 64)+"]: expected <your id>-<peer id> or <peer id>-<your id>", codeInvalidSession)
 		return true, "invalid_session"
 	}
 	if other != f.id {
@@ -199,14 +200,15 @@ func (f *flutterDialect) deliver(ev *roomv1.MemberEvent) {
 	case *roomv1.MemberEvent_PeerLeft:
 		typ, out = flutterLeave, encodeLeave(e.PeerLeft.GetMember().GetPeerId())
 	case *roomv1.MemberEvent_Error:
-		typ, out = "error", f.errorFrame(wireError{Request: e.Error.GetRequest(), Text: e.Error.GetReason(), Code: e.Error.GetCode()})
+		s.deliverError(ev, wireError{Request: e.Error.GetRequest(), Text: e.Error.GetReason(), Code: e.Error.GetCode()})
+		return
 	case *roomv1.MemberEvent_RoomClosed:
 		s.state.Store(stateLeft)
 		text := "The lobby was closed by an operator"
 		if r := e.RoomClosed.GetReason(); r != "" {
 			text += ": " + r
 		}
-		s.refuse(websocket.StatusNormalClosure, wireError{Text: text, Code: codeRoomClosed})
+		s.refuse(context.Background(), websocket.StatusNormalClosure, wireError{Text: text, Code: codeRoomClosed})
 		return
 	default:
 		return // joined, peer_joined: the lobby list says it all

@@ -17,12 +17,14 @@ const (
 var msgKeepalive = []byte(`{"type":"keepalive","data":{}}`)
 
 // flutterErrorData is the data of {"type":"error","data":{"request":...,"reason":...}}, as
-// flutter-webrtc-server sends it; code and retryAfterMs are extensions old apps ignore.
+// flutter-webrtc-server sends it; code, retryAfterMs and supportCode are extensions old apps
+// ignore.
 type flutterErrorData struct {
 	Request      string `json:"request"`
 	Reason       string `json:"reason"`
 	Code         string `json:"code,omitempty"`
 	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
+	SupportCode  string `json:"supportCode,omitempty"`
 }
 
 type flutterFrame[T any] struct {
@@ -32,7 +34,7 @@ type flutterFrame[T any] struct {
 
 func encodeFlutterError(e wireError) []byte {
 	return mustJSON(flutterFrame[flutterErrorData]{Type: "error", Data: flutterErrorData{
-		Request: e.Request, Reason: e.Text, Code: e.Code, RetryAfterMs: e.RetryAfterMs,
+		Request: e.Request, Reason: e.Text, Code: e.Code, RetryAfterMs: e.RetryAfterMs, SupportCode: e.SupportCode,
 	}})
 }
 

@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -87,6 +88,8 @@ func New(cfg Config) (*Gateway, error) {
 	app.Handle("GET /readyz", http.HandlerFunc(g.serveReady))
 	app.Handle("GET /ws", http.HandlerFunc(g.serveWS))
 	app.Handle("/api/turn", newAPITurn(g)) // every method: it answers 405 itself, in JSON
+	// The web client's connection test as a page of its own: a link anyone can send.
+	app.Handle("GET /test", http.RedirectHandler("/#test", http.StatusFound))
 	app.Handle("/", http.FileServerFS(web.Files()))
 	srv.Handle("/", app)
 	g.srv = srv
@@ -168,14 +171,15 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.cap.acquire() {
 		g.instruments.reject(r.Context(), rejectFull)
-		refuseFull(w, r)
+		// Refused upgrades come at whatever rate a client connects: logged at debug.
+		refuseFull(w, r, g.markSupport(r.Context(), slog.LevelDebug, codeServerFull, ""))
 		return
 	}
 	addr := clientAddr(r)
 	if !g.socks.acquire(addr) {
 		g.cap.release()
 		g.instruments.reject(r.Context(), rejectSockets)
-		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout)
+		refuseSockets(w, r, g.cfg.Limits.MaxSocketsPerAddress, g.cfg.JoinTimeout, g.markSupport(r.Context(), slog.LevelDebug, codeTooManySockets, ""))
 		return
 	}
 	if !g.serveSocket(w, r, addr) {

@@ -26,9 +26,10 @@ import (
 // Session states. Only the reader goroutine moves a session forward; the pump reads the state
 // to decide whether an event is still news for the client.
 const (
-	stateIdle   int32 = iota // connected, not in a room
-	stateJoined              // a member: events are delivered
-	stateLeft                // left (or was made to leave): no more relays either way
+	stateIdle    int32 = iota // connected, not in a room
+	stateJoined               // a member: events are delivered
+	stateLeft                 // left (or was made to leave): no more relays either way
+	stateTesting              // a connection self-test: test credentials, never a room slot
 )
 
 // defaultSocketQueue bounds the events waiting to be written to one socket. A client this far
@@ -76,6 +77,10 @@ type session struct {
 
 	closeOnce sync.Once
 
+	// selfTest is the connection self-test's credential, set by the reader; revoked when the
+	// socket ends (selftest.go).
+	selfTest *selfTest
+
 	// The join deadline: joinMu guards joinGate, and s.dialect against the timer's read.
 	joinMu    sync.Mutex
 	joinGate  int
@@ -109,6 +114,7 @@ func (s *session) run() {
 	s.joinTimer = time.AfterFunc(s.g.cfg.JoinTimeout, s.joinTimedOut)
 	s.joinMu.Unlock()
 	defer s.joinTimer.Stop()
+	defer s.endSelfTest()
 
 	for {
 		typ, r, err := s.conn.Reader(ctx)
@@ -337,7 +343,7 @@ func (s *session) deliver(ev *roomv1.MemberEvent) {
 		} else {
 			s.log.Warn("room service ended the membership", "reason", e.GetReason(), "err", e.GetMessage())
 		}
-		s.refuse(websocket.StatusServiceRestart, wireError{Text: "Lost the connection to the room service: reconnect and resume", Code: codeServiceUnavailable})
+		s.refuse(context.Background(), websocket.StatusServiceRestart, wireError{Text: "Lost the connection to the room service: reconnect and resume", Code: codeServiceUnavailable})
 		return
 	}
 	s.dialect.deliver(ev)
@@ -346,14 +352,26 @@ func (s *session) deliver(ev *roomv1.MemberEvent) {
 // deliverTraced writes out, the client's form of ev, under a `deliver <typ>` span whose
 // parent is the event's trace context (the sender's message), so a relay is one trace.
 func (s *session) deliverTraced(ev *roomv1.MemberEvent, typ string, out []byte) {
+	_, span := s.deliverSpan(ev, typ)
+	s.write(out)
+	span.End()
+}
+
+// deliverError writes e, an error roomsvc sent for this client, under its `deliver error`
+// span, which then carries the error's support code.
+func (s *session) deliverError(ev *roomv1.MemberEvent, e wireError) {
+	ctx, span := s.deliverSpan(ev, "error")
+	s.sendError(ctx, e)
+	span.End()
+}
+
+func (s *session) deliverSpan(ev *roomv1.MemberEvent, typ string) (context.Context, trace.Span) {
 	ctx := context.Background()
 	if len(ev.GetTraceContext()) > 0 {
 		ctx = s.g.instruments.propagator.Extract(ctx, mapCarrier(ev.GetTraceContext()))
 	}
-	_, span := s.g.instruments.tracer.Start(ctx, spanName(deliverSpanNames, "deliver ", typ), trace.WithSpanKind(trace.SpanKindProducer),
+	return s.g.instruments.tracer.Start(ctx, spanName(deliverSpanNames, "deliver ", typ), trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attrMessageType.String(typ), attrParticipantID.String(s.participant), attrRoomID.String(s.roomID)))
-	s.write(out)
-	span.End()
 }
 
 // tooSlow disconnects a client that stopped reading: its membership ends as a dropped socket
@@ -367,7 +385,7 @@ func (s *session) tooSlow() {
 	} else {
 		s.leave(context.Background(), roomv1.LeaveReason_LEAVE_REASON_CONNECTION_LOST)
 	}
-	s.refuse(websocket.StatusPolicyViolation, wireError{
+	s.refuse(context.Background(), websocket.StatusPolicyViolation, wireError{
 		Text: "Too slow: " + strconv.Itoa(s.g.cfg.SocketQueue) + " messages were waiting for this connection; reconnect",
 		Code: codeSlowConsumer,
 	})
@@ -400,14 +418,14 @@ func (s *session) socketEnded(err error) {
 
 // fail sends an error, ends the membership (a violation is a leave) and closes the socket.
 func (s *session) fail(ctx context.Context, code websocket.StatusCode, e wireError) {
-	s.write(s.dialect.errorFrame(e))
+	s.writeError(ctx, slog.LevelInfo, s.dialect, e)
 	s.leave(ctx, roomv1.LeaveReason_LEAVE_REASON_VIOLATION)
 	s.closeSocket(code, e.Text)
 }
 
 // refuse sends an error and closes the socket with code and the error's text as the reason.
-func (s *session) refuse(code websocket.StatusCode, e wireError) {
-	s.write(s.dialect.errorFrame(e))
+func (s *session) refuse(ctx context.Context, code websocket.StatusCode, e wireError) {
+	s.writeError(ctx, slog.LevelInfo, s.dialect, e)
 	s.closeSocket(code, e.Text)
 }
 
@@ -443,7 +461,7 @@ func (s *session) joinTimedOut() {
 	s.joinMu.Unlock()
 	s.g.instruments.reject(context.Background(), rejectJoinTimeout)
 	e := wireError{Text: "No room joined within " + s.g.cfg.JoinTimeout.String() + ": join right after connecting", Code: codeJoinTimeout}
-	s.write(d.errorFrame(e))
+	s.writeError(context.Background(), slog.LevelInfo, d, e)
 	s.closeSocket(websocket.StatusPolicyViolation, e.Text)
 }
 

@@ -54,7 +54,15 @@ type capError struct {
 	Error        string           `json:"error"`
 	Code         string           `json:"code"`
 	RetryAfterMs int64            `json:"retryAfterMs"`
+	SupportCode  string           `json:"supportCode"`
 	Data         flutterErrorData `json:"data"`
+}
+
+func newCapError(text, code string, retryAfterMs int64, supportCode string) capError {
+	return capError{
+		Type: "error", Error: text, Code: code, RetryAfterMs: retryAfterMs, SupportCode: supportCode,
+		Data: flutterErrorData{Reason: text, Code: code, RetryAfterMs: retryAfterMs, SupportCode: supportCode},
+	}
 }
 
 // refuseSockets answers an upgrade over the cap with an error frame and close 1013 (try again
@@ -62,11 +70,7 @@ type capError struct {
 // happened. The socket holds no slot. retryAfterMs is the join timeout (capped at a minute):
 // slots free at no known time, but by then every socket of the address that had not joined is
 // gone.
-func refuseSockets(w http.ResponseWriter, r *http.Request, max int, joinTimeout time.Duration) {
+func refuseSockets(w http.ResponseWriter, r *http.Request, max int, joinTimeout time.Duration, supportCode string) {
 	text := "Too many open connections from your address (at most " + strconv.Itoa(max) + "): close another tab or try again later"
-	retry := min(joinTimeout, time.Minute).Milliseconds()
-	refuseUpgrade(w, r, capError{
-		Type: "error", Error: text, Code: codeTooManySockets, RetryAfterMs: retry,
-		Data: flutterErrorData{Reason: text, Code: codeTooManySockets, RetryAfterMs: retry},
-	}, text)
+	refuseUpgrade(w, r, newCapError(text, codeTooManySockets, min(joinTimeout, time.Minute).Milliseconds(), supportCode))
 }

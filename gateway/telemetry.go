@@ -19,6 +19,7 @@ const (
 	attrParticipantID = attribute.Key("tuturu.participant.id")
 	attrRoomID        = attribute.Key("tuturu.room.id")
 	attrOutcome       = attribute.Key("tuturu.outcome")
+	attrErrorCode     = attribute.Key("tuturu.error.code") // the machine code of an error sent to the client
 )
 
 // Rejection reasons, the label of tuturu.gateway.rejections.
@@ -73,7 +74,7 @@ func newInstruments(tel platform.Telemetry) (*instruments, error) {
 	if in.rejections, err = m.Int64Counter("tuturu.gateway.rejections", metric.WithDescription("Clients refused or disconnected for breaking a limit or the protocol.")); err != nil {
 		return nil, fmt.Errorf("metric tuturu.gateway.rejections: %w", err)
 	}
-	for _, t := range append([]string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume}, flutterClientTypes...) {
+	for _, t := range append([]string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume, typeSelfTest}, flutterClientTypes...) {
 		in.typeAttrs[t] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t)))
 	}
 	for _, r := range []string{rejectOrigin, rejectRate, rejectJoinRate, rejectSize, rejectInvalid, rejectJoinTimeout, rejectSockets, rejectSlow, rejectFull} {

@@ -15,7 +15,7 @@ var (
 
 func spanNames(prefix string) map[string]string {
 	m := map[string]string{}
-	for _, t := range []string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume, "peer-joined", "peer-left", "error", flutterNew, flutterCandidate, flutterBye, flutterPeers} {
+	for _, t := range []string{typeJoinPin, typeOffer, typeAnswer, typeICECandidate, typeLeave, typePing, typeResume, typeSelfTest, "peer-joined", "peer-left", "error", flutterNew, flutterCandidate, flutterBye, flutterPeers} {
 		m[t] = prefix + t
 	}
 	return m

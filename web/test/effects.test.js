@@ -106,6 +106,18 @@ describe('signaling socket', () => {
     assert.deepEqual(actions.at(-1), { type: 'SOCKET_MESSAGE', msg: { type: 'peer-joined' } });
   });
 
+  test('a join or leave that brings the call\'s traceparent keeps it', () => {
+    const { sig } = setup();
+    sig.open();
+    const ws = FakeSocket.all[0];
+    ws.serverOpen();
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    sig.send({ type: 'join-pin', pin: '123456', traceparent: tp });
+    sig.send({ type: 'leave', traceparent: tp });
+    assert.equal(ws.sent[0].traceparent, tp);
+    assert.equal(ws.sent[1].traceparent, tp);
+  });
+
   test('frames that are not JSON or have no type are logged, not dispatched; pong is absorbed', () => {
     const { sig, actions, warnings } = setup();
     sig.open();

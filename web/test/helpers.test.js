@@ -2,9 +2,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { sanitizePin, validatePin, randomPin, formatPin } from '../static/js/pin.js';
-import { describeServerError, describeClose, describeMediaError, describePinProblem, callProblems } from '../static/js/errors.js';
+import { describeServerError, describeClose, describeMediaError, describePinProblem, callProblems, supportText } from '../static/js/errors.js';
 import { selectedPair, pathOf, totalsOf, sampleOf, updateQuality, levelOf, describeQuality, qualityWord, qualityFigures, initialQuality, HOLD_SAMPLES } from '../static/js/quality.js';
-import { traceparent, traceIdOf } from '../static/js/trace.js';
+import { traceparent, traceIdOf, supportCodeOf, validSupportCode, SUPPORT_ALPHABET } from '../static/js/trace.js';
 import { redact, debugEnabled, createLog } from '../static/js/log.js';
 import { screenOf, focusTarget, statusText, safetyText } from '../static/js/view.js';
 import { clampOffset } from '../static/js/drag.js';
@@ -234,6 +234,36 @@ describe('trace context', () => {
     assert.throws(() => traceparent(new Uint8Array(3)));
     assert.equal(traceIdOf('garbage'), '');
     assert.equal(traceIdOf(undefined), '');
+  });
+});
+
+describe('support code', () => {
+  test('the first 40 bits of the trace id, as the gateway computes it (e2e TestBrowserErrorSupportCode)', () => {
+    assert.equal(supportCodeOf('4bf92f3577b34da6a3ce929d0e0e4736'), 'BHWLYFDR');
+    assert.equal(supportCodeOf('00000000000000000000000000000001'), '22222222');
+    assert.equal(supportCodeOf('ffffffffff0000000000000000000000'), 'ZZZZZZZZ');
+    assert.equal(supportCodeOf(traceIdOf(traceparent(Array.from({ length: 24 }, (_, i) => i + 1)))), '26328327');
+  });
+  test('nothing for what is not a trace id', () => {
+    assert.equal(supportCodeOf(''), '');
+    assert.equal(supportCodeOf(undefined), '');
+    assert.equal(supportCodeOf('4BF92F3577B34DA6A3CE929D0E0E4736'), '');
+  });
+  test('the alphabet has no symbol to mistake over the phone', () => {
+    assert.equal(SUPPORT_ALPHABET.length, 32);
+    assert.doesNotMatch(SUPPORT_ALPHABET, /[01IO]/);
+  });
+  test('a server code is kept only when it is one', () => {
+    assert.equal(validSupportCode('BHWLYFDR'), 'BHWLYFDR');
+    assert.equal(validSupportCode('BHWLYFD0'), '');
+    assert.equal(validSupportCode('bhwlyfdr'), '');
+    assert.equal(validSupportCode('<b>x</b>'), '');
+    assert.equal(validSupportCode(42), '');
+  });
+  test('wording', () => {
+    assert.equal(supportText('BHWLYFDR'), 'Support code: BHWLYFDR. If you ask for help, give this code.');
+    assert.equal(supportText(''), '');
+    assert.equal(supportText(null), '');
   });
 });
 

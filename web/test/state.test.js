@@ -818,6 +818,59 @@ describe('ended and error screens', () => {
   });
 });
 
+describe('support code', () => {
+  const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const CODE = 'BHWLYFDR'; // supportCodeOf the trace id above
+  const joinSent = () => run(atPin(), { type: 'SUBMIT', traceparent: TP }, { type: 'MEDIA_READY', audio: true, video: true, cameras: 1 }, { type: 'SOCKET_OPEN' });
+
+  test('the call\'s traceparent goes with its join-pin', () => {
+    const r = joinSent();
+    assert.equal(r.state.trace, TP);
+    assert.deepEqual(sent(r.all), [{ type: 'join-pin', pin: '123456', traceparent: TP }]);
+    assert.equal(reduce(atPin(), { type: 'SUBMIT' }).state.trace, null, 'no traceparent given, none kept');
+  });
+
+  test('a refused join shows the server\'s code on the PIN screen', () => {
+    const r = reduce(joinSent().state, msg({ type: 'error', code: 'ROOM_FULL', error: 'Room 123456 is full', supportCode: 'K7QX4M2P' }));
+    assert.equal(r.state.phase, Phase.PIN);
+    assert.equal(r.state.pinError.code, 'ROOM_FULL');
+    assert.equal(r.state.pinError.supportCode, 'K7QX4M2P');
+  });
+
+  test('a server error without a valid code falls back to the call\'s code', () => {
+    const r = reduce(joinSent().state, msg({ type: 'error', code: 'SERVICE_UNAVAILABLE', error: 'x', supportCode: 'not one' }));
+    assert.equal(r.state.phase, Phase.ERROR);
+    assert.equal(r.state.problem.supportCode, CODE);
+  });
+
+  test('a failure this page detects shows the call\'s code, and its leave is in the call\'s trace', () => {
+    let s = reduce(joinSent().state, msg({ type: 'join-pin', data: joinData({ role: 'second' }) })).state;
+    const r = reduce(s, { type: 'TIMER', name: 'negotiate' });
+    assert.equal(r.state.problem.code, 'NEGOTIATION_TIMEOUT');
+    assert.equal(r.state.problem.supportCode, CODE);
+    assert.deepEqual(sent(r.effects), [{ type: 'leave', traceparent: TP }]);
+    s = reduce(reduce(joinSent().state, msg({ type: 'join-pin', data: joinData() })).state, msg({ type: 'peer-joined' })).state;
+    assert.equal(reduce(s, { type: 'PC_ERROR' }).state.problem.supportCode, CODE);
+  });
+
+  test('media errors and lost sockets have a code too; a hang-up has none', () => {
+    const media = run(atPin(), { type: 'SUBMIT', traceparent: TP }, { type: 'MEDIA_FAILED', name: 'NotAllowedError' }).state;
+    assert.equal(media.problem.supportCode, CODE);
+    assert.equal(reduce(joinSent().state, { type: 'SOCKET_CLOSED', code: 1006 }).state.problem.supportCode, CODE);
+    const call = reduce(joinSent().state, msg({ type: 'join-pin', data: joinData() })).state;
+    const hung = reduce(call, { type: 'HANG_UP' });
+    assert.equal(hung.state.problem.supportCode, undefined);
+    assert.deepEqual(sent(hung.effects), [{ type: 'leave', traceparent: TP }]);
+  });
+
+  test('a non-fatal error keeps its code for the close that follows', () => {
+    const s = reduce(joinSent().state, msg({ type: 'join-pin', data: joinData({ resumeToken: '' }) })).state;
+    const e = reduce(s, msg({ type: 'error', code: 'SERVICE_UNAVAILABLE', error: 'x', supportCode: 'K7QX4M2P' })).state;
+    assert.deepEqual(e.lastServerError, { code: 'SERVICE_UNAVAILABLE', text: 'x', supportCode: 'K7QX4M2P' });
+    assert.equal(reduce(e, { type: 'SOCKET_CLOSED', code: 1011 }).state.problem.supportCode, 'K7QX4M2P');
+  });
+});
+
 describe('normalizeSession', () => {
   test('defaults for a server that sends only iceServers', () => {
     const s = normalizeSession({ iceServers: [] });

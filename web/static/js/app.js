@@ -1,7 +1,7 @@
 // Entry point: wires the reducer to the effect modules and the page. Actions are processed one
 // at a time in order, even when an effect dispatches while another action is being handled.
 
-import { initialState, reduce } from './state.js';
+import { initialState, reduce, Phase } from './state.js';
 import { randomPin } from './pin.js';
 import { createLog, debugEnabled, redact } from './log.js';
 import { createSignaling, socketURL } from './signaling.js';
@@ -11,6 +11,8 @@ import { createStats } from './stats.js';
 import { createTimers, runEffect } from './effects.js';
 import { createView } from './view.js';
 import { makeDraggable } from './drag.js';
+import { traceparent } from './trace.js';
+import { createTestPage } from './testpage.js';
 
 const log = createLog(debugEnabled(location.search, globalThis.localStorage));
 const view = createView(document);
@@ -59,9 +61,12 @@ media.onVideoTrackChange((track) => peer.replaceVideoTrack(track));
 // Page events become actions.
 const on = (id, event, fn) => $(id).addEventListener(event, fn);
 on('pin', 'input', (e) => dispatch({ type: 'PIN_CHANGED', value: e.target.value }));
+// Each call attempt is one trace (its join and its leave); its support code is shown when it
+// fails (docs/operations.md).
+const callTrace = () => traceparent(crypto.getRandomValues(new Uint8Array(24)));
 on('pin-form', 'submit', (e) => {
   e.preventDefault();
-  dispatch({ type: 'SUBMIT' });
+  dispatch({ type: 'SUBMIT', traceparent: callTrace() });
 });
 on('new-pin', 'click', () => {
   let pin = null;
@@ -76,7 +81,7 @@ on('camera', 'click', () => dispatch({ type: 'TOGGLE_CAMERA' }));
 on('flip', 'click', () => dispatch({ type: 'FLIP_CAMERA' }));
 on('selfview', 'click', () => dispatch({ type: 'TOGGLE_SELF_VIEW' }));
 on('hangup', 'click', () => dispatch({ type: 'HANG_UP' }));
-on('again', 'click', () => dispatch({ type: 'AGAIN' }));
+on('again', 'click', () => dispatch({ type: 'AGAIN', traceparent: callTrace() }));
 on('edit-pin', 'click', () => dispatch({ type: 'EDIT_PIN' }));
 on('reload', 'click', () => location.reload());
 on('play-remote', 'click', () => {
@@ -88,6 +93,16 @@ window.addEventListener('pagehide', () => dispatch({ type: 'PAGE_HIDE' }));
 makeDraggable($('self-view'), $('screen-stage'));
 
 view.render(state, null);
+
+// The connection test lives at /#test, reachable from the PIN screen; only while no call runs.
+const testPage = createTestPage(document, { url: socketURL(location), log });
+const route = () => {
+  const on = location.hash === '#test' && state.phase === Phase.PIN;
+  testPage.show(on);
+  if (!on && state.phase === Phase.PIN) $('pin').focus({ preventScroll: true });
+};
+window.addEventListener('hashchange', route);
+route();
 
 // In debug mode, tests and developers can look inside.
 if (log.enabled) {

@@ -100,3 +100,9 @@ export const callProblems = {
   SERVER_LOST: { code: 'SERVER_LOST', title: 'The call ended', text: 'The connection to the server was lost for too long, so the call ended. Call again with the same PIN.', action: 'retry' },
   PEER_SETUP: { code: 'PEER_SETUP', title: 'Could not set up the call', text: 'Your browser could not set up the call. Reload the page and try again.', action: 'reload' },
 };
+
+// supportText is the line under an error that gives its support code (docs/operations.md);
+// '' when there is none. The code is read out as is: no 0/O or 1/I to mistake.
+export function supportText(code) {
+  return code ? `Support code: ${code}. If you ask for help, give this code.` : '';
+}

@@ -50,8 +50,10 @@ export function createSignaling({ url, dispatch, log, random = (n) => crypto.get
   };
 
   function raw(sock, msg) {
+    // A join or leave of a call comes with the call's own traceparent (state.js), so its
+    // support code finds both; the rest get a trace of their own.
     if (TRACED.has(msg.type)) {
-      msg = { ...msg, traceparent: traceparent(random(24)) };
+      if (!msg.traceparent) msg = { ...msg, traceparent: traceparent(random(24)) };
       log.debug('trace', msg.type, msg.traceparent);
     }
     sock.send(JSON.stringify(msg));

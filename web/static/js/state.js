@@ -6,6 +6,7 @@
 import { sanitizePin, validatePin } from './pin.js';
 import { describePinProblem, describeServerError, describeClose, describeMediaError, callProblems } from './errors.js';
 import { initialQuality, updateQuality } from './quality.js';
+import { traceIdOf, supportCodeOf, validSupportCode } from './trace.js';
 
 // Phases, in the order a call usually goes through them.
 export const Phase = Object.freeze({
@@ -62,7 +63,10 @@ export function initialState({ pin = '' } = {}) {
     phase: Phase.PIN,
     pin: sanitizePin(pin),
     pinError: null, // {code, title, text}: shown inline under the PIN field
-    problem: null, // {code, title, text, action}: shown on the ended and error screens
+    problem: null, // {code, title, text, action, supportCode}: shown on the ended and error screens
+    // The call's traceparent (SUBMIT, AGAIN): its join-pin and leave carry it, and a failure
+    // this page detects shows its support code (docs/operations.md).
+    trace: null,
     notice: null, // {code, text}: a status line (audio only, peer left, reconnecting, ...)
     session: null, // what join-pin/resumed said: participantId, role, resumeToken, iceServers, ...
     socket: 'closed', // closed | connecting | open | resuming
@@ -90,6 +94,19 @@ const timer = (name, ms) => ({ type: 'timer.start', name, ms });
 const cancel = (...names) => names.map((name) => ({ type: 'timer.cancel', name }));
 const send = (msg) => ({ type: 'socket.send', msg });
 const refresh = (state) => ({ type: 'socket.refresh', token: state.session.resumeToken });
+const traced = (state, msg) => (state.trace ? { ...msg, traceparent: state.trace } : msg);
+
+// Problems that are no failure: they show no support code.
+const NORMAL_END = new Set(['HUNG_UP']);
+
+// withSupportCode gives a problem the code the caller reads out to support: the server's, for
+// an error it sent (it is on the span of the action that failed), else the code of the call's
+// trace, whose join-pin and leave spans carry it.
+export function withSupportCode(problem, state, serverCode) {
+  if (!problem || NORMAL_END.has(problem.code)) return problem;
+  const supportCode = validSupportCode(serverCode) || problem.supportCode || supportCodeOf(traceIdOf(state.trace)) || null;
+  return { ...problem, supportCode };
+}
 
 // credTimer arms the renewal of the TURN credentials a session carries, or cancels it when
 // the server did not say how long they last.
@@ -119,7 +136,7 @@ export function normalizeSession(data, prev = null) {
 // teardown ends everything this page holds: timers, stats, membership, socket, peer, media.
 function teardown(state, { leave }) {
   const effects = [{ type: 'timer.cancelAll' }, { type: 'stats.stop' }];
-  if (leave && state.socket === 'open') effects.push(send({ type: 'leave' }));
+  if (leave && state.socket === 'open') effects.push(send(traced(state, { type: 'leave' })));
   effects.push({ type: 'socket.close' }, { type: 'pc.close' }, { type: 'media.stop' });
   return effects;
 }
@@ -131,9 +148,11 @@ function finish(state, phase, fields, { leave }) {
     pin: state.pin,
     media: { ...initialState().media },
     selfViewHidden: state.selfViewHidden,
+    trace: state.trace, // the screen that follows still belongs to this call
     phase,
     ...fields,
   };
+  if (next.problem) next.problem = withSupportCode(next.problem, state);
   return out(next, teardown(state, { leave }));
 }
 
@@ -149,11 +168,11 @@ function audioOnlyText(videoProblem) {
 // startMedia is the way out of PIN entry: check the PIN, then ask for camera and microphone
 // before joining, so a refused permission never occupies a room slot or shows the other
 // member a join and a leave.
-function startMedia(state) {
+function startMedia(state, trace) {
   const problem = validatePin(state.pin);
   if (problem) return out({ ...state, phase: Phase.PIN, pinError: describePinProblem(problem) });
   return out(
-    { ...initialState(), pin: state.pin, selfViewHidden: state.selfViewHidden, phase: Phase.MEDIA },
+    { ...initialState(), pin: state.pin, selfViewHidden: state.selfViewHidden, phase: Phase.MEDIA, trace: typeof trace === 'string' ? trace : null },
     [{ type: 'media.acquire' }],
   );
 }
@@ -290,26 +309,25 @@ const FATAL_IN_ROOM = new Set(['RATE_LIMITED', 'INVALID_MESSAGE', 'MESSAGE_TOO_B
 
 function onServerError(state, msg) {
   const { code, error: text } = msg;
+  const problem = () => withSupportCode(describeServerError(code, text, state.pin, msg.retryAfterMs), state, msg.supportCode);
   if (state.phase === Phase.CONNECTING) {
     if (code === 'INVALID_PIN' || code === 'ROOM_FULL') {
       // The caller fixes these on the PIN screen.
-      return finish(state, Phase.PIN, { pinError: describeServerError(code, text, state.pin) }, { leave: false });
+      return finish(state, Phase.PIN, { pinError: problem() }, { leave: false });
     }
-    return finish(state, Phase.ERROR, { problem: describeServerError(code, text, state.pin, msg.retryAfterMs) }, { leave: false });
+    return finish(state, Phase.ERROR, { problem: problem() }, { leave: false });
   }
   if (!IN_ROOM.has(state.phase)) return out(state);
-  if (code === 'ROOM_CLOSED') {
-    return finish(state, Phase.ENDED, { problem: describeServerError(code, text, state.pin) }, { leave: false });
-  }
-  if (state.socket === 'resuming' && code === 'RESUME_FAILED') {
-    return finish(state, Phase.ENDED, { problem: describeServerError(code, text, state.pin) }, { leave: false });
+  if (code === 'ROOM_CLOSED' || (state.socket === 'resuming' && code === 'RESUME_FAILED')) {
+    return finish(state, Phase.ENDED, { problem: problem() }, { leave: false });
   }
   if (FATAL_IN_ROOM.has(code)) {
-    return finish(state, Phase.ERROR, { problem: describeServerError(code, text, state.pin, msg.retryAfterMs) }, { leave: false });
+    return finish(state, Phase.ERROR, { problem: problem() }, { leave: false });
   }
   // Anything else (the room service restarting, a refused message) does not end the call by
   // itself: if the server closes the socket next, we resume; the text explains a fatal close.
-  return out({ ...state, lastServerError: { code, text } });
+  const supportCode = validSupportCode(msg.supportCode);
+  return out({ ...state, lastServerError: supportCode ? { code, text, supportCode } : { code, text } });
 }
 
 function onSocketClosed(state, code) {
@@ -321,7 +339,7 @@ function onSocketClosed(state, code) {
   // A policy or size close is deliberate: resuming would be refused the same way.
   if (!state.session?.resumeToken || code === 1008 || code === 1009) {
     const last = state.lastServerError;
-    const problem = last ? describeServerError(last.code, last.text, state.pin) : describeClose(code);
+    const problem = last ? withSupportCode(describeServerError(last.code, last.text, state.pin), state, last.supportCode) : describeClose(code);
     return finish(state, Phase.ERROR, { problem }, { leave: false });
   }
   const attempt = state.resumeAttempt + 1;
@@ -390,10 +408,10 @@ export function reduce(state, action) {
     }
     case 'SUBMIT':
       if (state.phase !== Phase.PIN) return out(state);
-      return startMedia(state);
+      return startMedia(state, action.traceparent);
     case 'AGAIN': // "Call again" on the ended and error screens: same PIN
       if (state.phase !== Phase.ENDED && state.phase !== Phase.ERROR) return out(state);
-      return startMedia({ ...state, phase: Phase.PIN });
+      return startMedia({ ...state, phase: Phase.PIN }, action.traceparent);
     case 'EDIT_PIN': // back to PIN entry from the ended and error screens
       if (state.phase !== Phase.ENDED && state.phase !== Phase.ERROR) return out(state);
       return out({ ...initialState(), pin: state.pin, selfViewHidden: state.selfViewHidden });
@@ -412,7 +430,7 @@ export function reduce(state, action) {
 
     case 'SOCKET_OPEN':
       if (state.phase === Phase.CONNECTING && state.socket === 'connecting') {
-        return out({ ...state, socket: 'open' }, [send({ type: 'join-pin', pin: state.pin })]);
+        return out({ ...state, socket: 'open' }, [send(traced(state, { type: 'join-pin', pin: state.pin }))]);
       }
       if (state.socket === 'resuming' && state.session?.resumeToken) {
         return out(state, [cancel('resume-retry')[0], send({ type: 'resume', token: state.session.resumeToken })]);

@@ -5,6 +5,7 @@
 import { Phase } from './state.js';
 import { formatPin } from './pin.js';
 import { describeQuality, qualityWord, qualityFigures } from './quality.js';
+import { supportText } from './errors.js';
 
 // screenOf maps phases to the four screens of the page.
 export function screenOf(phase) {
@@ -60,6 +61,7 @@ export function createView(doc) {
     screens: { pin: $('screen-pin'), busy: $('screen-busy'), stage: $('screen-stage'), end: $('screen-end') },
     pin: $('pin'),
     pinError: $('pin-error'),
+    pinSupport: $('pin-support'),
     busyTitle: $('busy-title'),
     busyText: $('busy-text'),
     overlay: $('stage-overlay'),
@@ -83,6 +85,7 @@ export function createView(doc) {
     endScreen: $('screen-end'),
     endTitle: $('end-title'),
     endText: $('end-text'),
+    endSupport: $('end-support'),
     again: $('again'),
     editPin: $('edit-pin'),
     reload: $('reload'),
@@ -95,12 +98,21 @@ export function createView(doc) {
     if (node.hidden === visible) node.hidden = !visible;
   };
 
+  // renderSupport shows a problem's support code, or hides the line when it has none.
+  function renderSupport(node, problem) {
+    const code = problem?.supportCode ?? '';
+    show(node, !!code);
+    setText(node, supportText(code));
+    node.dataset.code = code;
+  }
+
   function renderPin(s) {
     if (el.pin.value !== s.pin) el.pin.value = s.pin;
     const err = s.pinError;
     show(el.pinError, !!err);
     setText(el.pinError, err ? err.text : '');
     el.pinError.dataset.code = err ? err.code : '';
+    renderSupport(el.pinSupport, err);
     el.pin.setAttribute('aria-invalid', err ? 'true' : 'false');
   }
 
@@ -186,6 +198,7 @@ export function createView(doc) {
     const p = s.problem ?? { code: 'ENDED', title: 'Call ended', text: '', action: 'retry' };
     setText(el.endTitle, p.title);
     setText(el.endText, p.text);
+    renderSupport(el.endSupport, p);
     el.endScreen.dataset.code = p.code;
     el.endScreen.classList.toggle('is-error', s.phase === Phase.ERROR);
     show(el.again, p.action === 'retry');
