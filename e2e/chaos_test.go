@@ -98,7 +98,18 @@ func TestChaosKillEachServiceCallsGoOn(t *testing.T) {
 		code, body := httpGet(t, c.s.GatewayURL+"/readyz")
 		return code == http.StatusServiceUnavailable && body == "room service unreachable\n"
 	})
+	// While roomsvc is down, every call's offerer restarts ICE with the credentials on hand (a
+	// renewal needs roomsvc, and the web client goes on without one): the gateway holds the
+	// offer and its candidates, and sends them once it has re-attached the members.
+	pending := map[*chaosCall]iceRestart{}
+	for _, call := range calls {
+		pending[call] = c.offerRestart(call)
+	}
 	c.start("roomsvc")
+	for _, call := range calls {
+		c.awaitRestart(call, pending[call], time.Until(killed.Add(grace)), "roomsvc")
+	}
+	t.Logf("roomsvc: the ICE restarts offered while it was down answered %v after the kill", time.Since(killed).Round(time.Millisecond))
 	c.signalAll(calls, "roomsvc", killed, grace, true)
 
 	// credsvc: two revocations are stored before the kill; both are in force after it.
@@ -174,20 +185,20 @@ type chaosCluster struct {
 	env     map[string]map[string]string
 	pprof   map[string]string // each service's PPROF_ADDR
 	procs   map[string]*proc  // the live process of each service
+	order   []string          // the services, in the order they start
 
 	mu  sync.Mutex
 	all []*proc // every process started, for the logs of a failed run
 }
 
-var chaosServices = []string{"credsvc", "turnsvc", "roomsvc", "gateway"}
-
 func startChaosCluster(t *testing.T) *chaosCluster {
 	t.Helper()
 	tuturuBinary(t) // built before the first start is timed
 	admin, internal := platform.RandomToken(24), platform.RandomToken(24)
-	c := &chaosCluster{t: t, env: map[string]map[string]string{}, procs: map[string]*proc{}, pprof: map[string]string{}}
+	c := &chaosCluster{t: t, env: map[string]map[string]string{}, procs: map[string]*proc{}, pprof: map[string]string{},
+		order: []string{"credsvc", "turnsvc", "roomsvc", "gateway"}}
 	addr := map[string]string{}
-	for _, svc := range chaosServices {
+	for _, svc := range c.order {
 		addr[svc] = freeLoopbackAddr(t)
 		c.pprof[svc] = freeLoopbackAddr(t)
 	}
@@ -225,7 +236,7 @@ func startChaosCluster(t *testing.T) *chaosCluster {
 			t.Logf("%s (pid %d), the end of its log:\n%s", p.Name, p.Pid(), strings.Join(lines[max(len(lines)-40, 0):], "\n"))
 		}
 	})
-	for _, svc := range chaosServices {
+	for _, svc := range c.order {
 		c.start(svc)
 	}
 	// Unary calls only, so the transport needs no WholeMessages; the test closes its idle
@@ -516,11 +527,26 @@ func (c *chaosCluster) signalAll(calls []*chaosCall, fault string, since time.Ti
 // new ICE credentials.
 func (c *chaosCluster) restartICE(call *chaosCall, within time.Duration, fault string) {
 	c.t.Helper()
-	ufragA, ufragB := localUfrag(call.a.pc), localUfrag(call.b.pc)
+	c.awaitRestart(call, c.offerRestart(call), within, fault)
+}
+
+// iceRestart is an ICE restart offered and not yet known to be answered: the ICE usernames
+// both ends had before it.
+type iceRestart struct{ ufragA, ufragB string }
+
+// offerRestart sends the call's offerer's restart offer without waiting for the answer.
+func (c *chaosCluster) offerRestart(call *chaosCall) iceRestart {
+	r := iceRestart{localUfrag(call.a.pc), localUfrag(call.b.pc)}
 	for len(call.a.answers) > 0 {
 		<-call.a.answers
 	}
 	call.a.restartICE()
+	return r
+}
+
+// awaitRestart waits for the answer to r; both ends must have taken new ICE credentials.
+func (c *chaosCluster) awaitRestart(call *chaosCall, r iceRestart, within time.Duration, fault string) {
+	c.t.Helper()
 	select {
 	case <-call.a.answers:
 	case err := <-call.a.errs:
@@ -530,7 +556,7 @@ func (c *chaosCluster) restartICE(call *chaosCall, within time.Duration, fault s
 	case <-time.After(within):
 		c.t.Fatalf("%s: no answer to the ICE restart after the %s fault within the resume grace", call.name, fault)
 	}
-	if localUfrag(call.a.pc) == ufragA || localUfrag(call.b.pc) == ufragB {
+	if localUfrag(call.a.pc) == r.ufragA || localUfrag(call.b.pc) == r.ufragB {
 		c.t.Fatalf("%s: the ICE restart kept the old ICE credentials", call.name)
 	}
 }
@@ -712,7 +738,7 @@ func (c *chaosCluster) usage() map[string]usage {
 	c.h2c.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
 	out := map[string]usage{}
-	for _, svc := range chaosServices {
+	for _, svc := range c.order {
 		out[svc] = processUsage(c.t, c.procs[svc].Pid(), c.pprof[svc])
 	}
 	return out
@@ -764,7 +790,7 @@ func (c *chaosCluster) expectNoGrowth(baseline map[string]usage) {
 	for now = c.usage(); !within(now) && time.Now().Before(deadline); now = c.usage() {
 		time.Sleep(500 * time.Millisecond)
 	}
-	for _, svc := range chaosServices {
+	for _, svc := range c.order {
 		c.t.Logf("%s: before the first fault %v; after the cycle %v", svc, baseline[svc], now[svc])
 	}
 	if !within(now) {
