@@ -24,10 +24,11 @@ type callPeer struct {
 	pc   *webrtc.PeerConnection
 	info joinInfo
 
-	mu    sync.Mutex // orders writes: an offer goes out before its own candidates
-	ws    *websocket.Conn
-	cands remoteCandidates
-	chat  *webrtc.DataChannel // created by the offerer
+	mu      sync.Mutex // orders writes: an offer goes out before its own candidates
+	ws      *websocket.Conn
+	retired *websocket.Conn // the socket a resume moved away from
+	cands   remoteCandidates
+	chat    *webrtc.DataChannel // created by the offerer
 
 	chatReady chan *webrtc.DataChannel
 
@@ -35,18 +36,25 @@ type callPeer struct {
 	peerLeft  chan struct{}
 	connected chan struct{}
 	channels  chan *webrtc.DataChannel // data channels opened by the remote side
+	answers   chan struct{}            // one per answer applied (offerer)
 	loopDone  chan struct{}
 }
 
 // loopbackAPI keeps ICE on 127.0.0.1: no other interface, no mDNS, loopback candidates on.
 func loopbackAPI() *webrtc.API {
+	se := loopbackSettings()
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+}
+
+// loopbackSettings are loopbackAPI's settings, for tests that add their own.
+func loopbackSettings() webrtc.SettingEngine {
 	var se webrtc.SettingEngine
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	return se
 }
 
 // newCallPeer connects to /ws and joins pin; the peer connection uses the ICE servers and
@@ -54,12 +62,17 @@ func loopbackAPI() *webrtc.API {
 func newCallPeer(t *testing.T, s *stack, name, pin string) *callPeer {
 	t.Helper()
 	return newCallPeerWith(t, s, name, pin, func(info joinInfo) (*webrtc.API, webrtc.Configuration) {
-		cfg := webrtc.Configuration{ICETransportPolicy: webrtc.NewICETransportPolicy(info.ICETransportPolicy)}
-		for _, s := range info.ICEServers {
-			cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-		}
-		return loopbackAPI(), cfg
+		return loopbackAPI(), iceConfig(info)
 	})
+}
+
+// iceConfig is the peer connection configuration a join or resume answer asks for.
+func iceConfig(info joinInfo) webrtc.Configuration {
+	cfg := webrtc.Configuration{ICETransportPolicy: webrtc.NewICETransportPolicy(info.ICETransportPolicy)}
+	for _, s := range info.ICEServers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return cfg
 }
 
 // newCallPeerWith joins pin, then builds the peer connection from what setup makes of the
@@ -72,6 +85,7 @@ func newCallPeerWith(t *testing.T, s *stack, name, pin string, setup func(joinIn
 		peerLeft:  make(chan struct{}, 4),
 		connected: make(chan struct{}),
 		channels:  make(chan *webrtc.DataChannel, 4),
+		answers:   make(chan struct{}, 16),
 		chatReady: make(chan *webrtc.DataChannel, 1),
 	}
 	w := dialWS(t, s, name, nil)
@@ -114,10 +128,11 @@ func (p *callPeer) fail(err error) {
 
 // startLoop reads signaling messages until the socket ends.
 func (p *callPeer) startLoop() {
-	p.loopDone = make(chan struct{})
+	done := make(chan struct{})
+	p.loopDone = done
 	ws := p.ws
 	go func() {
-		defer close(p.loopDone)
+		defer close(done)
 		for {
 			_, b, err := ws.Read(context.Background())
 			if err != nil {
@@ -128,12 +143,13 @@ func (p *callPeer) startLoop() {
 				p.fail(fmt.Errorf("bad JSON from gateway: %s", b))
 				continue
 			}
-			p.handle(m, b)
+			p.handle(ws, m, b)
 		}
 	}()
 }
 
-func (p *callPeer) handle(m serverMsg, raw []byte) {
+// handle acts on a message that arrived on ws.
+func (p *callPeer) handle(ws *websocket.Conn, m serverMsg, raw []byte) {
 	switch m.Type {
 	case "peer-joined":
 		p.offer()
@@ -162,6 +178,11 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 		defer p.mu.Unlock()
 		if err := p.cands.setRemote(p.pc, sd); err != nil {
 			p.fail(err)
+			return
+		}
+		select {
+		case p.answers <- struct{}{}:
+		default:
 		}
 	case "ice-candidate":
 		var c webrtc.ICECandidateInit
@@ -177,6 +198,14 @@ func (p *callPeer) handle(m serverMsg, raw []byte) {
 	case "peer-left":
 		p.peerLeft <- struct{}{}
 	case "pong":
+	case "error":
+		// A resume on a new socket moves the slot there and ends the old one this way.
+		p.mu.Lock()
+		moved := p.retired == ws
+		p.mu.Unlock()
+		if !moved || m.Code != "SERVICE_UNAVAILABLE" {
+			p.fail(fmt.Errorf("error from the gateway: %s", raw))
+		}
 	default:
 		p.fail(fmt.Errorf("unexpected message %s", raw))
 	}
@@ -252,7 +281,13 @@ func (r *remoteCandidates) answer(pc *webrtc.PeerConnection, offer webrtc.Sessio
 
 // offer creates an offer (a new one on renegotiation) and sends it before any of its
 // candidates.
-func (p *callPeer) offer() {
+func (p *callPeer) offer() { p.offerWith(nil) }
+
+// restartICE offers an ICE restart: new ICE credentials, candidates gathered again with the
+// peer connection's current ICE servers.
+func (p *callPeer) restartICE() { p.offerWith(&webrtc.OfferOptions{ICERestart: true}) }
+
+func (p *callPeer) offerWith(opts *webrtc.OfferOptions) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.chat == nil {
@@ -264,7 +299,7 @@ func (p *callPeer) offer() {
 		p.chat = dc
 		p.chatReady <- dc
 	}
-	o, err := p.pc.CreateOffer(nil)
+	o, err := p.pc.CreateOffer(opts)
 	if err == nil {
 		err = p.pc.SetLocalDescription(o)
 	}
@@ -301,15 +336,21 @@ func (p *callPeer) hangUp() {
 	p.sendLocked(`{"type":"leave"}`)
 }
 
-// resume opens a new socket and takes the slot back with the resume token.
+// resume opens a new socket and takes the slot back with the latest resume token. The old
+// socket may have dropped, or still be open (a renewal of the TURN credentials, as the web
+// client makes before an ICE restart): the gateway then ends it, and its loop ignores that.
 func (p *callPeer) resume() joinInfo {
 	p.t.Helper()
 	w := dialWS(p.t, p.s, p.name+"-resumed", nil)
+	p.mu.Lock()
+	p.retired = p.ws
+	p.mu.Unlock()
 	w.send(`{"type":"resume","token":"` + p.info.ResumeToken + `"}`)
 	info := w.joinAnswer("resumed")
 	p.mu.Lock()
 	p.ws = w.c
 	p.mu.Unlock()
+	p.info.ResumeToken = info.ResumeToken // for the next drop
 	p.startLoop()
 	return info
 }

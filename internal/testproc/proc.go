@@ -144,3 +144,7 @@ func (p *Proc) Stop(t testing.TB, within time.Duration) {
 		t.Errorf("%s did not stop within %v of SIGTERM:\n%s", p.Name, within, p.Log())
 	}
 }
+
+// Pid is the service's process id (a shell prefix execs the service, so it is the service's
+// too), for tests that read its /proc entries.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
