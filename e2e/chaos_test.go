@@ -23,6 +23,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // Bounds of the chaos test. None is a performance figure: each is several times what the step
@@ -199,13 +200,13 @@ func startChaosCluster(t *testing.T) *chaosCluster {
 		order: []string{"credsvc", "turnsvc", "roomsvc", "gateway"}}
 	addr := map[string]string{}
 	for _, svc := range c.order {
-		addr[svc] = freeLoopbackAddr(t)
-		c.pprof[svc] = freeLoopbackAddr(t)
+		addr[svc] = testnet.FreeAddr(t)
+		c.pprof[svc] = testnet.FreeAddr(t)
 	}
 	c.s = &stack{GatewayURL: "http://" + addr["gateway"], RoomsvcURL: "http://" + addr["roomsvc"],
 		CredsvcURL: "http://" + addr["credsvc"], TurnsvcURL: "http://" + addr["turnsvc"],
 		AdminToken: admin, InternalToken: internal}
-	port := strconv.Itoa(freeTURNPort(t))
+	port := strconv.Itoa(testnet.FreeTURNPort(t))
 	set := func(svc string, kv ...string) {
 		env := c.env[svc]
 		if env == nil {
@@ -247,7 +248,7 @@ func startChaosCluster(t *testing.T) *chaosCluster {
 	c.turn = &turnStack{stack: c.s, udp: "127.0.0.1:" + port,
 		cred:  credv1connect.NewCredentialServiceClient(h2c, c.s.CredsvcURL, connect.WithInterceptors(platform.NewSendToken(internal))),
 		admin: turnv1connect.NewTurnAdminServiceClient(h2c, c.s.TurnsvcURL, connect.WithInterceptors(platform.NewSendToken(admin)))}
-	c.echo = echoPeer(t)
+	c.echo = testnet.UDPEchoPeer(t).LocalAddr()
 	waitFor(t, 10*time.Second, "turnsvc's revocation feed connected", c.credsvcFeed)
 	return c
 }
