@@ -668,3 +668,24 @@ func TestHubRebuildsSlotsAfterARestart(t *testing.T) {
 		t.Fatalf("departed member came back with its token: %v", rej)
 	}
 }
+
+// TestHubRebuildsOnlyWithinTheGraceAfterItsStart: a token from an earlier process rebuilds its
+// slot during the grace period after this process started, not for the token's whole life: a
+// member held before a crash who never came back must not return hours later.
+func TestHubRebuildsOnlyWithinTheGraceAfterItsStart(t *testing.T) {
+	start := time.Now()
+	before := newHubAt(t, "shared secret", start)
+	a := before.testEnter(t, pinEnter("000031"))
+	tok := a.one().GetJoined().ResumeToken
+
+	restarted := start.Add(time.Minute)
+	after := newHubAt(t, "shared secret", restarted)
+	after.now = func() time.Time { return restarted.Add(after.grace) } // the grace (1 min) has passed
+	if _, rej := after.resumeWith(tok, newSession()); rej != errSlotGone {
+		t.Fatalf("resume a grace after the restart: %v, want slot gone", rej)
+	}
+	after.now = func() time.Time { return restarted.Add(after.grace - time.Millisecond) }
+	if _, rej := after.resumeWith(tok, newSession()); rej != nil {
+		t.Fatalf("resume within the grace after the restart: %v", rej)
+	}
+}

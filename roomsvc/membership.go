@@ -253,7 +253,9 @@ func (h *hub) resume(claims tokenClaims, sess *session, creds *credv1.IssueRespo
 		return nil, errShuttingDown
 	}
 	m := h.members[claims.participantID]
-	if m == nil && claims.issued.Before(h.started) {
+	// Only within the grace after this process started: a member an earlier process held
+	// had at most that long left, and the gateway re-attaches live members at once.
+	if m == nil && claims.issued.Before(h.started) && h.now().Before(h.started.Add(h.grace)) {
 		m = h.rebuild(claims)
 	}
 	if m == nil || m.room.id != claims.roomID {
