@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -75,24 +73,6 @@ type jaeger struct {
 	client   *http.Client
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startJaeger builds the pinned Jaeger (minutes the first time) and runs it on loopback ports
 // until the test ends.
 func startJaeger(t *testing.T) *jaeger {
@@ -114,7 +94,8 @@ func startJaeger(t *testing.T) *jaeger {
 	cmd := exec.Command(bin, "--config", cfg)
 	// A bare environment: no OTEL_* or proxy of the developer's reaches it.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	out := &lockedBuffer{}
+	logs := newLogBook()
+	out := logs.writer("jaeger")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start jaeger: %v", err)
@@ -130,14 +111,14 @@ func startJaeger(t *testing.T) *jaeger {
 	j := &jaeger{otlpURL: "http://" + otlp, queryURL: "http://" + query, client: &http.Client{Timeout: 5 * time.Second}}
 	// The collector logs this once every receiver and extension has started.
 	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(out.String(), "Everything is ready") {
+	for !strings.Contains(logs.text("jaeger"), "Everything is ready") {
 		select {
 		case err := <-exited:
-			t.Fatalf("jaeger exited before it was ready (%v):\n%s", err, out.String())
+			t.Fatalf("jaeger exited before it was ready (%v):\n%s", err, logs.text("jaeger"))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("jaeger not ready within a minute:\n%s", out.String())
+			t.Fatalf("jaeger not ready within a minute:\n%s", logs.text("jaeger"))
 		}
 	}
 	t.Logf("jaeger ready in %v", time.Since(ready).Round(time.Millisecond))
