@@ -46,6 +46,12 @@ run: ## run every service in one process on localhost (tuturu all)
 test: lint check-generated test-web ensure-chromium ## lint, check gen/, run every test
 	go test -count=1 ./...
 
+.PHONY: test-traces
+test-traces: ## a call through `tuturu all` read back from a real Jaeger v1.75.0 (first build: minutes)
+	@# Build Jaeger first, outside go test's timeout; the test then finds it in the build cache.
+	go tool -n -modfile=tools/jaeger/go.mod jaeger >/dev/null
+	TUTURU_JAEGER=1 go test -count=1 -timeout 10m -run '^TestJaeger' -v ./e2e
+
 .PHONY: test-web
 test-web: ## unit tests of the browser client (reducer and helpers) with node --test
 	cd web && node --test test/

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tuturu/tuturu/credsvc"
+	"github.com/tuturu/tuturu/internal/testproc"
 )
 
 // grpcurlBinary builds the pinned grpcurl, the first time only, and returns the path of the
@@ -18,13 +19,11 @@ func grpcurlBinary(t *testing.T) string {
 	// A cold build takes minutes on a busy 2-core machine; afterwards this is under a second.
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(c, "go", "tool", "-n", "-modfile=../tools/grpcurl/go.mod", "grpcurl")
-	cmd.Stderr = testWriter{t}
-	out, err := cmd.Output()
+	bin, err := testproc.GoTool(c, "../tools/grpcurl/go.mod", "grpcurl")
 	if err != nil {
-		t.Fatalf("build grpcurl: %v", err)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return bin
 }
 
 // grpcurl runs grpcurl against addr and returns its combined output.

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tuturu/tuturu/internal/testproc"
 	"github.com/tuturu/tuturu/internal/testtls"
 )
 
@@ -41,14 +42,7 @@ const (
 var helmBuild = sync.OnceValues(func() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "tool", "-n", "-modfile=../tools/helm/go.mod", "helm")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("build helm (go tool -modfile=tools/helm/go.mod helm): %w\n%s", err, stderr.Bytes())
-	}
-	return strings.TrimSpace(string(out)), nil
+	return testproc.GoTool(ctx, "../tools/helm/go.mod", "helm")
 })
 
 func helmBinary(t *testing.T) string {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tuturu/tuturu/internal/testnet"
+	"github.com/tuturu/tuturu/internal/testproc"
 	"github.com/tuturu/tuturu/internal/testtls"
 )
 
@@ -29,20 +30,14 @@ type pebble struct {
 	roots  *x509.CertPool // Pebble's issuing root, from its management API
 }
 
-// buildTool builds a command of the pinned tools module tools/pebble into dir.
-func buildTool(t *testing.T, ctx context.Context, dir, pkg string) string {
+// pebbleTool builds a command of the pinned tools module tools/pebble.
+func pebbleTool(t *testing.T, ctx context.Context, name string) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	bin, err := testproc.GoTool(ctx, "../../tools/pebble/go.mod", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-modfile=tools/pebble/go.mod", "-o", out, pkg)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s (tools/pebble/go.mod): %v\n%s", pkg, err, b)
-	}
-	return out
+	return bin
 }
 
 // startPebble builds and starts Pebble and pebble-challtestsrv; Pebble validates tls-alpn-01
@@ -55,8 +50,8 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	pebbleBin := buildTool(t, ctx, dir, "github.com/letsencrypt/pebble/v2/cmd/pebble")
-	challBin := buildTool(t, ctx, dir, "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv")
+	pebbleBin := pebbleTool(t, ctx, "pebble")
+	challBin := pebbleTool(t, ctx, "pebble-challtestsrv")
 
 	// Pebble's own HTTPS listener gets a certificate from a CA made here.
 	ca := testtls.NewCA(t)

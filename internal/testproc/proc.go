@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +51,8 @@ func (b *Builder) Binary(t testing.TB, dir, pkg string) string {
 // Proc is one running service.
 type Proc struct {
 	Name   string
-	Addr   string // where its server listens, from its "serving" log line
+	Addr   string            // where its server listens, from its "serving" log line
+	Addrs  map[string]string // each server's address, by name (several under `tuturu all`)
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited and err is set
 	err    error
@@ -64,11 +66,25 @@ type Proc struct {
 // killed, if still running, when the test ends.
 func Start(t testing.TB, bin, service string, env []string, shell string) *Proc {
 	t.Helper()
-	p := &Proc{Name: service, exited: make(chan struct{})}
+	return start(t, bin, service, []string{service}, env, shell)
+}
+
+// StartAll runs `tuturu all` as Start runs one service and waits until each of its four
+// servers serves; Addr is the gateway's, Addrs has them all.
+func StartAll(t testing.TB, bin string, env []string) *Proc {
+	t.Helper()
+	return start(t, bin, "all", []string{"gateway", "roomsvc", "credsvc", "turnsvc"}, env, "")
+}
+
+// start runs `bin target` and waits until each of servers logs that it serves; Addr is the
+// first one's.
+func start(t testing.TB, bin, target string, servers []string, env []string, shell string) *Proc {
+	t.Helper()
+	p := &Proc{Name: target, Addrs: map[string]string{}, exited: make(chan struct{})}
 	if shell != "" {
-		p.cmd = exec.Command("sh", "-c", shell+` exec "$0" "$1"`, bin, service)
+		p.cmd = exec.Command("sh", "-c", shell+` exec "$0" "$1"`, bin, target)
 	} else {
-		p.cmd = exec.Command(bin, service)
+		p.cmd = exec.Command(bin, target)
 	}
 	p.cmd.Env = env
 	stderr, err := p.cmd.StderrPipe()
@@ -78,33 +94,40 @@ func Start(t testing.TB, bin, service string, env []string, shell string) *Proc 
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	serving := make(chan string, 1)
+	// Buffered for every server, so the reader never blocks on a line nobody waits for.
+	type serving struct{ server, addr string }
+	served := make(chan serving, len(servers))
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		seen := map[string]bool{}
 		for sc.Scan() {
 			p.mu.Lock()
 			p.logs = append(p.logs, sc.Text())
 			p.mu.Unlock()
 			var line struct{ Msg, Server, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" && line.Server == service {
-				select {
-				case serving <- line.Addr:
-				default:
-				}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" &&
+				slices.Contains(servers, line.Server) && !seen[line.Server] {
+				seen[line.Server] = true
+				served <- serving{line.Server, line.Addr}
 			}
 		}
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
 	t.Cleanup(p.Kill)
-	select {
-	case p.Addr = <-serving:
-	case <-p.exited:
-		t.Fatalf("%s exited before serving (%v):\n%s", service, p.err, p.Log())
-	case <-time.After(startWithin):
-		t.Fatalf("%s did not start serving within %v:\n%s", service, startWithin, p.Log())
+	timeout := time.After(startWithin)
+	for len(p.Addrs) < len(servers) {
+		select {
+		case s := <-served:
+			p.Addrs[s.server] = s.addr
+		case <-p.exited:
+			t.Fatalf("%s exited before serving (%v):\n%s", target, p.err, p.Log())
+		case <-timeout:
+			t.Fatalf("%s did not start serving within %v (%d of %v serve):\n%s", target, startWithin, len(p.Addrs), servers, p.Log())
+		}
 	}
+	p.Addr = p.Addrs[servers[0]]
 	return p
 }
 

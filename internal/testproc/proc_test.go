@@ -13,7 +13,8 @@ import (
 )
 
 // The test binary doubles as the service: with TESTPROC_SERVE set it logs a "serving" line
-// for the service named by its first argument and runs until a signal.
+// for the service named by its first argument (one for each of the four under "all", as
+// `tuturu all` does) and runs until a signal.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("TESTPROC_SERVE"); mode != "" {
 		serve(mode)
@@ -29,7 +30,13 @@ func serve(mode string) {
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
-	fmt.Fprintf(os.Stderr, `{"msg":"serving","server":%q,"addr":"127.0.0.1:4242"}`+"\n", os.Args[1])
+	servers := []string{os.Args[1]}
+	if os.Args[1] == "all" {
+		servers = []string{"credsvc", "roomsvc", "turnsvc", "gateway"}
+	}
+	for i, s := range servers {
+		fmt.Fprintf(os.Stderr, `{"msg":"serving","server":%q,"addr":"127.0.0.1:%d"}`+"\n", s, 4242+i)
+	}
 	<-sigs
 	os.Exit(0)
 }
@@ -47,6 +54,14 @@ func TestStartReadsTheServingLineAndStops(t *testing.T) {
 		t.Fatal("stop took longer than its bound")
 	}
 	p.Kill() // already gone: returns at once
+}
+
+func TestStartAllWaitsForEveryServer(t *testing.T) {
+	p := StartAll(t, os.Args[0], env("ok"))
+	if p.Addr != "127.0.0.1:4245" || len(p.Addrs) != 4 || p.Addrs["credsvc"] != "127.0.0.1:4242" {
+		t.Fatalf("addr %q (want the gateway's), addrs %v", p.Addr, p.Addrs)
+	}
+	p.Stop(t, 10*time.Second)
 }
 
 func TestKillEndsTheProcess(t *testing.T) {
