@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -288,24 +287,12 @@ func await(t *testing.T, within time.Duration, what string, check func() error) 
 // startAllExporting runs `tuturu all` exporting its traces to otlpURL.
 func startAllExporting(t *testing.T, otlpURL string) *stack {
 	t.Helper()
-	room, cred := testnet.FreeAddr(t), testnet.FreeAddr(t)
-	p := testproc.StartAll(t, tuturuBinary(t), []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + t.TempDir(),
-		"DATA_DIR=" + t.TempDir(),
-		"GATEWAY_ADDR=127.0.0.1:0",
-		"TURNSVC_ADDR=127.0.0.1:0",
-		"ROOMSVC_ADDR=" + room,
-		"ROOMSVC_URL=http://" + room,
-		"CREDSVC_ADDR=" + cred,
-		"CREDSVC_URL=http://" + cred,
-		"TURN_LISTEN_HOST=127.0.0.1",
-		"TURN_PORT=" + strconv.Itoa(testnet.FreeTURNPort(t)),
-		"TURN_UDP_SOCKETS=1",
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlpURL,
+	env, _ := testproc.AllEnv(t)
+	p := testproc.StartAll(t, tuturuBinary(t), append(env,
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+otlpURL,
 		"OTEL_METRICS_EXPORTER=none",  // this Jaeger takes traces only
 		"OTEL_BSP_SCHEDULE_DELAY=100", // ms: export within the test's waits, not every 5 s
-	})
+	))
 	return &stack{GatewayURL: "http://" + p.Addr}
 }
 

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tuturu/tuturu/internal/testnet"
+	"github.com/tuturu/tuturu/internal/testproc"
 )
 
 // runMainEnv makes the test binary run main instead of the tests: tests start `tuturu` as a
@@ -365,23 +366,10 @@ func breakListener(t *testing.T, pid, port int) {
 // exits non-zero with a message naming roomsvc, so that a supervisor restarts it.
 func TestAllExitsWhenAServiceFails(t *testing.T) {
 	t.Parallel() // its services run in a process of their own
-	room, cred := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	env, room := testproc.AllEnv(t)
 	_, p, _ := net.SplitHostPort(room)
 	roomPort, _ := strconv.Atoi(p)
-	cmd := tuturuCommand(t, []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + t.TempDir(),
-		"DATA_DIR=" + t.TempDir(),
-		"GATEWAY_ADDR=127.0.0.1:0",
-		"TURNSVC_ADDR=127.0.0.1:0",
-		"ROOMSVC_ADDR=" + room,
-		"ROOMSVC_URL=http://" + room,
-		"CREDSVC_ADDR=" + cred,
-		"CREDSVC_URL=http://" + cred,
-		"TURN_LISTEN_HOST=127.0.0.1",
-		"TURN_PORT=" + strconv.Itoa(testnet.FreeTURNPort(t)),
-		"TURN_UDP_SOCKETS=1",
-	}, "all")
+	cmd := tuturuCommand(t, env, "all")
 	var out lines
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
