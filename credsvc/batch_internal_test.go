@@ -96,7 +96,7 @@ func TestRevokeBatchWriteFailureFailsTheCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.store.db.Close(); err != nil {
+	if err := s.store.(*boltStore).db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.RevokeBatch(context.Background(), connect.NewRequest(&credv1.RevokeBatchRequest{Requests: participantItems(3, "m")}))
