@@ -38,7 +38,7 @@ func newTestService(t *testing.T, now time.Time) *Service {
 	return s
 }
 
-type testLog struct{ t *testing.T }
+type testLog struct{ t testing.TB }
 
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)

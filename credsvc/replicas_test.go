@@ -3,6 +3,7 @@ package credsvc_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/tuturu/tuturu/credsvc"
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	"github.com/tuturu/tuturu/internal/testetcd"
+	"github.com/tuturu/tuturu/internal/testnet"
 )
 
 // etcdPrefix is where the replicas of these tests keep their keys.
@@ -202,4 +204,17 @@ func TestReplicaStoppedOtherGoesOn(t *testing.T) {
 		t.Errorf("after the revocation on B: %v, want REVOKED", v.GetVerdict())
 	}
 	issue(t, b, "bob")
+}
+
+// A replica that cannot reach etcd at start fails, naming the endpoints, instead of serving
+// without its secrets.
+func TestReplicaWithoutEtcdFailsToStart(t *testing.T) {
+	t.Parallel()
+	endpoint := "http://" + testnet.FreeAddr(t) // nothing listens there
+	cfg := newEnv(t).config()
+	onEtcd(endpoint, func(c *credsvc.Config) { c.Etcd.DialTimeout = time.Second })(&cfg)
+	_, err := credsvc.New(cfg)
+	if err == nil || !strings.Contains(err.Error(), endpoint) {
+		t.Fatalf("New without etcd: %v, want an error naming %s", err, endpoint)
+	}
 }

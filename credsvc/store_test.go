@@ -37,19 +37,12 @@ var storeKinds = []struct {
 func openTestEtcdStore(t testing.TB, endpoint, prefix string) *etcdStore {
 	t.Helper()
 	st, err := openEtcdStore(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second}, prefix,
-		slog.New(slog.NewTextHandler(testLogWriter{t}, nil)))
+		slog.New(slog.NewTextHandler(testLog{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.close() })
 	return st
-}
-
-type testLogWriter struct{ t testing.TB }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", p)
-	return len(p), nil
 }
 
 // createFirst is loadKeyring's rule: promote a new secret only when none is active.
