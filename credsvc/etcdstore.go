@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -24,6 +26,11 @@ const etcdTimeout = 5 * time.Second
 // even when no replica sweeps, never before it expires.
 const leaseMargin = time.Minute
 
+// leaseBucket: revocations whose leases would end within the same 10 minutes share one lease
+// (ending with the bucket), so that etcd holds about TURN_MAX_TTL / 10 min leases from each
+// replica whatever the rate of revocations, and a write needs no lease grant of its own.
+const leaseBucket = 10 * time.Minute
+
 // followRetry is the pause before a lost watch is set up again.
 const followRetry = time.Second
 
@@ -37,6 +44,10 @@ type etcdStore struct {
 	endpoints string
 	prefix    string
 	log       *slog.Logger
+
+	lmu sync.Mutex
+	// leases by the Unix second their bucket ends.
+	leases map[int64]clientv3.LeaseID
 }
 
 func openEtcdStore(cfg clientv3.Config, prefix string, log *slog.Logger) (*etcdStore, error) {
@@ -44,7 +55,8 @@ func openEtcdStore(cfg clientv3.Config, prefix string, log *slog.Logger) (*etcdS
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	return &etcdStore{cli: cli, endpoints: strings.Join(cfg.Endpoints, ","), prefix: prefix, log: log}, nil
+	return &etcdStore{cli: cli, endpoints: strings.Join(cfg.Endpoints, ","), prefix: prefix, log: log,
+		leases: map[int64]clientv3.LeaseID{}}, nil
 }
 
 func (s *etcdStore) String() string { return "etcd " + s.endpoints + " prefix " + s.prefix }
@@ -177,23 +189,34 @@ func decodeRevocation(v []byte, rev int64) (revocationRecord, error) {
 	return r, nil
 }
 
-// putRevocations writes revocations in transactions of at most maxTxnOps puts, all under one
-// lease that ends leaseMargin after the longest-lived of them expires. More than maxTxnOps
-// are several transactions: when one fails the earlier ones stay stored (revoking more than
-// the caller learns of is the safe side, and revoking again is harmless).
+// putRevocations writes revocations in transactions of at most maxTxnOps puts, under a lease
+// that ends after the longest-lived of them expires. More than maxTxnOps are several
+// transactions: when one fails the earlier ones stay stored (revoking more than the caller
+// learns of is the safe side, and revoking again is harmless).
 func (s *etcdStore) putRevocations(puts []*revocationPut) error {
-	var ttl time.Duration
+	var lifetime time.Duration
 	for _, p := range puts {
 		// The service's clock gives both times, so the lifetime does not depend on this
 		// machine's clock agreeing with it.
-		ttl = max(ttl, p.rec.ExpiresAt.Sub(p.rec.RevokedAt))
+		lifetime = max(lifetime, p.rec.ExpiresAt.Sub(p.rec.RevokedAt))
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	lease, err := s.cli.Grant(ctx, int64((ttl+leaseMargin)/time.Second))
-	if err != nil {
-		return fmt.Errorf("%s: lease for revocations: %w", s, err)
+	// A shared lease may have been revoked by hand: then once more with a new one.
+	for attempt := 0; ; attempt++ {
+		lease, bucket, err := s.lease(ctx, lifetime)
+		if err != nil {
+			return err
+		}
+		err = s.putChunks(ctx, puts, lease)
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) || attempt > 0 {
+			return err
+		}
+		s.forgetLease(bucket)
 	}
+}
+
+func (s *etcdStore) putChunks(ctx context.Context, puts []*revocationPut, lease clientv3.LeaseID) error {
 	for start := 0; start < len(puts); start += maxTxnOps {
 		chunk := puts[start:min(start+maxTxnOps, len(puts))]
 		ops := make([]clientv3.Op, len(chunk))
@@ -202,7 +225,7 @@ func (s *etcdStore) putRevocations(puts []*revocationPut) error {
 			if err != nil {
 				return fmt.Errorf("%s: encode revocation: %w", s, err)
 			}
-			ops[i] = clientv3.OpPut(s.revocationsKey()+p.key, string(v), clientv3.WithLease(lease.ID))
+			ops[i] = clientv3.OpPut(s.revocationsKey()+p.key, string(v), clientv3.WithLease(lease))
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
@@ -213,6 +236,35 @@ func (s *etcdStore) putRevocations(puts []*revocationPut) error {
 		}
 	}
 	return nil
+}
+
+// lease returns a lease that lives at least lifetime + leaseMargin from now: the one of its
+// bucket, granted on first use. It also forgets the leases of buckets that have ended.
+func (s *etcdStore) lease(ctx context.Context, lifetime time.Duration) (clientv3.LeaseID, int64, error) {
+	now := time.Now()
+	end := now.Add(lifetime + leaseMargin).Truncate(leaseBucket).Add(leaseBucket)
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	for b := range s.leases {
+		if b <= now.Unix() {
+			delete(s.leases, b)
+		}
+	}
+	if id, ok := s.leases[end.Unix()]; ok {
+		return id, end.Unix(), nil
+	}
+	resp, err := s.cli.Grant(ctx, int64(end.Sub(now)/time.Second)+1)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: lease for revocations: %w", s, err)
+	}
+	s.leases[end.Unix()] = resp.ID
+	return resp.ID, end.Unix(), nil
+}
+
+func (s *etcdStore) forgetLease(bucket int64) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	delete(s.leases, bucket)
 }
 
 // deleteRevocations deletes each expired revocation only if it is still the write that was

@@ -253,3 +253,47 @@ func TestEtcdFollow(t *testing.T) {
 		timeout("the deletion")
 	}
 }
+
+// etcd: revocations written at different moments share one lease, and a lease revoked by hand
+// (which deletes what it holds) does not block later writes.
+func TestEtcdRevocationLeases(t *testing.T) {
+	t.Parallel()
+	st := openTestEtcdStore(t, testetcd.Start(t).Endpoint, "/leases/")
+	now := time.Unix(1_800_000_000, 0)
+	put := func(key string) {
+		t.Helper()
+		p := &revocationPut{key: prefixParticipant + key, rec: revocationRecord{RevokedAt: now, ExpiresAt: now.Add(24 * time.Hour)}}
+		if err := st.putRevocations([]*revocationPut{p}); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	leases := func() []clientv3.LeaseStatus {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := st.cli.Leases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Leases
+	}
+	put("a")
+	put("b")
+	got := leases()
+	if len(got) != 1 {
+		t.Fatalf("%d leases for two revocations of the same lifetime, want 1", len(got))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := st.cli.Revoke(ctx, got[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	put("c")
+	stored, err := st.loadRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := stored[prefixParticipant+"c"]; !ok || len(stored) != 1 {
+		t.Errorf("after the lease was revoked: %v, want only the new revocation", stored)
+	}
+}
