@@ -13,6 +13,7 @@ import (
 
 	"github.com/tuturu/tuturu/credsvc"
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
+	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/internal/testetcd"
 	"github.com/tuturu/tuturu/internal/testnet"
 )
@@ -50,6 +51,22 @@ func replicas(t *testing.T, n int, mod func(*credsvc.Config)) (*env, []*node, st
 	return e, nodes, ep
 }
 
+// watchAfterSnapshot opens a WatchRevocations stream, bounded by 10 s, and reads its snapshot.
+func watchAfterSnapshot(t *testing.T, c credv1connect.CredentialServiceClient) *connect.ServerStreamForClient[credv1.WatchRevocationsResponse] {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	stream, err := c.WatchRevocations(wctx, connect.NewRequest(&credv1.WatchRevocationsRequest{}))
+	if err != nil {
+		t.Fatalf("WatchRevocations: %v", err)
+	}
+	t.Cleanup(func() { stream.Close() })
+	if !stream.Receive() || !stream.Msg().GetSnapshot() {
+		t.Fatalf("no snapshot: %v", stream.Err())
+	}
+	return stream
+}
+
 // Replicas starting together create one first secret, and both sign with it.
 func TestReplicasCreateTheFirstSecretOnce(t *testing.T) {
 	t.Parallel()
@@ -75,16 +92,7 @@ func TestReplicasShareCredentialsAndRevocations(t *testing.T) {
 		t.Fatalf("A's credential on B: %v, want VALID", v.GetVerdict())
 	}
 
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := b.WatchRevocations(wctx, connect.NewRequest(&credv1.WatchRevocationsRequest{}))
-	if err != nil {
-		t.Fatalf("WatchRevocations on B: %v", err)
-	}
-	defer stream.Close()
-	if !stream.Receive() || !stream.Msg().GetSnapshot() {
-		t.Fatalf("no snapshot from B: %v", stream.Err())
-	}
+	stream := watchAfterSnapshot(t, b)
 	if _, err := a.Revoke(ctx(t), connect.NewRequest(byParticipant("mallory"))); err != nil {
 		t.Fatalf("Revoke on A: %v", err)
 	}
@@ -184,16 +192,7 @@ func TestReplicaStoppedOtherGoesOn(t *testing.T) {
 	if v := validateVerdict(t, b, cred.GetUsername()); v.GetVerdict() != credv1.Verdict_VERDICT_VALID {
 		t.Fatalf("A's credential on B after A stopped: %v, want VALID", v.GetVerdict())
 	}
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := b.WatchRevocations(wctx, connect.NewRequest(&credv1.WatchRevocationsRequest{}))
-	if err != nil {
-		t.Fatalf("WatchRevocations on B: %v", err)
-	}
-	defer stream.Close()
-	if !stream.Receive() {
-		t.Fatalf("no snapshot from B: %v", stream.Err())
-	}
+	stream := watchAfterSnapshot(t, b)
 	if _, err := b.Revoke(ctx(t), connect.NewRequest(byParticipant("alice"))); err != nil {
 		t.Fatalf("Revoke on B: %v", err)
 	}

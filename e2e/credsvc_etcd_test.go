@@ -9,7 +9,6 @@ import (
 
 	credv1 "github.com/tuturu/tuturu/gen/tuturu/cred/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
-	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
 	"github.com/tuturu/tuturu/internal/testetcd"
@@ -62,13 +61,7 @@ func TestCredsvcReplicasOnEtcd(t *testing.T) {
 		turns[i] = &turnStack{udp: ts.TURNAddr().String(),
 			cred:  credv1connect.NewCredentialServiceClient(platform.NewH2CClient(), credURL, internal),
 			admin: turnv1connect.NewTurnAdminServiceClient(platform.NewH2CClient(), "http://"+ts.Addr(), admin)}
-		waitFor(t, 10*time.Second, name+"'s revocation feed connected", func() bool {
-			res, err := turns[i].admin.GetStats(ctx, connect.NewRequest(&turnv1.GetStatsRequest{}))
-			if err != nil {
-				t.Fatalf("%s GetStats: %v", name, err)
-			}
-			return res.Msg.GetCredsvcConnected()
-		})
+		waitFor(t, 10*time.Second, name+"'s revocation feed connected", func() bool { return turns[i].feedConnected(ctx, t) })
 	}
 	if a, b := listSecrets(ctx, t, creds[0]), listSecrets(ctx, t, creds[1]); a != b {
 		t.Fatalf("the replicas list different keyrings:\nA %s\nB %s", a, b)
