@@ -172,6 +172,34 @@ func TestHelmRequiredValues(t *testing.T) {
 	}
 }
 
+// TestHelmCredsvcEtcdTLS: with credsvc.etcd.tlsSecretName, credsvc reads its etcd CA, client
+// certificate and key from that Secret, mounted read-only. (The run step of the credsvc-etcd set
+// uses plain http: the etcd the test starts has no TLS.)
+func TestHelmCredsvcEtcdTLS(t *testing.T) {
+	t.Parallel()
+	mf := render(t, helmSet{"credsvc-etcd-tls", vals{
+		"turn":    vals{"host": "turn.example.org"},
+		"credsvc": vals{"storage": vals{"type": "etcd"}, "etcd": vals{"endpoints": []any{"https://etcd.storage:2379"}, "tlsSecretName": "etcd-client"}},
+	}})
+	w := mf.byTarget(t, "credsvc")
+	c := w.template.Spec.Containers[0]
+	for name, file := range map[string]string{"CREDSVC_ETCD_CA_FILE": "ca.crt", "CREDSVC_ETCD_CERT_FILE": "tls.crt", "CREDSVC_ETCD_KEY_FILE": "tls.key"} {
+		e := envVar(c, name)
+		if e == nil || filepath.Base(e.Value) != file {
+			t.Errorf("credsvc %s = %+v, want the Secret's %s", name, e, file)
+			continue
+		}
+		m := mountFor(c, e.Value)
+		if m == nil || !m.ReadOnly {
+			t.Errorf("credsvc %s=%s is not on a read-only mount", name, e.Value)
+			continue
+		}
+		if v := volume(w.template.Spec, m.Name); v == nil || v.Secret == nil || v.Secret.SecretName != "etcd-client" {
+			t.Errorf("credsvc %s=%s is on volume %q, want the Secret etcd-client", name, e.Value, m.Name)
+		}
+	}
+}
+
 // TestHelmTemplate renders each values set and checks the objects against one another and
 // against the configuration the tuturu binary reads.
 func TestHelmTemplate(t *testing.T) {
