@@ -3,6 +3,7 @@ package credsvc_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/tuturu/tuturu/gen/tuturu/cred/v1/credv1connect"
 	"github.com/tuturu/tuturu/internal/testetcd"
 	"github.com/tuturu/tuturu/internal/testnet"
+	"github.com/tuturu/tuturu/internal/testtls"
 )
 
 // etcdPrefix is where the replicas of these tests keep their keys.
@@ -215,5 +217,36 @@ func TestReplicaWithoutEtcdFailsToStart(t *testing.T) {
 	_, err := credsvc.New(cfg)
 	if err == nil || !strings.Contains(err.Error(), endpoint) {
 		t.Fatalf("New without etcd: %v, want an error naming %s", err, endpoint)
+	}
+}
+
+// Over TLS: a replica given the CA, a client certificate and its key reaches an etcd that
+// requires them; one without the client certificate is refused at start.
+func TestReplicaOnEtcdOverTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	ca := testtls.NewCA(t)
+	ca.WriteCert(t, file("ca.crt"))
+	ca.Issue(t, file("server.crt"), file("server.key"), 2, "127.0.0.1")
+	ca.IssueClient(t, file("client.crt"), file("client.key"), 3, "credsvc")
+	endpoint := testetcd.StartTLS(t, testetcd.TLS{CertFile: file("server.crt"), KeyFile: file("server.key"), CAFile: file("ca.crt")}).Endpoint
+	e := newEnv(t)
+	n := e.start(onEtcd(endpoint, func(c *credsvc.Config) {
+		c.Etcd.CAFile, c.Etcd.CertFile, c.Etcd.KeyFile = file("ca.crt"), file("client.crt"), file("client.key")
+	}))
+	c := n.internal(t, nil)
+	cred := issue(t, c, "alice")
+	if _, err := c.Revoke(ctx(t), connect.NewRequest(byParticipant("alice"))); err != nil {
+		t.Fatalf("Revoke over TLS: %v", err)
+	}
+	if v := validateVerdict(t, c, cred.GetUsername()); v.GetVerdict() != credv1.Verdict_VERDICT_REVOKED {
+		t.Errorf("after the revocation: %v, want REVOKED", v.GetVerdict())
+	}
+
+	cfg := e.config()
+	onEtcd(endpoint, func(c *credsvc.Config) { c.Etcd.CAFile = file("ca.crt") })(&cfg)
+	if _, err := credsvc.New(cfg); err == nil || !strings.Contains(err.Error(), endpoint) {
+		t.Errorf("New without a client certificate: %v, want a failure naming %s", err, endpoint)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/tuturu/tuturu/internal/testnet"
@@ -24,8 +25,27 @@ type Etcd struct {
 	Endpoint string
 }
 
-// Start starts a member and registers its stop with t.Cleanup.
+// TLS makes the member serve its clients over TLS and ask them for a certificate.
+type TLS struct {
+	// CertFile and KeyFile are its server certificate (for 127.0.0.1) and key.
+	CertFile, KeyFile string
+	// CAFile is the authority client certificates must chain to.
+	CAFile string
+}
+
+// Start starts a member serving plain http and registers its stop with t.Cleanup.
 func Start(t testing.TB) *Etcd {
+	t.Helper()
+	return start(t, nil)
+}
+
+// StartTLS starts a member serving https with client certificates required.
+func StartTLS(t testing.TB, tls TLS) *Etcd {
+	t.Helper()
+	return start(t, &tls)
+}
+
+func start(t testing.TB, tls *TLS) *Etcd {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
@@ -43,6 +63,10 @@ func Start(t testing.TB) *Etcd {
 		}
 	})
 	client := url.URL{Scheme: "http", Host: testnet.FreeAddr(t)}
+	if tls != nil {
+		client.Scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tls.CertFile, KeyFile: tls.KeyFile, TrustedCAFile: tls.CAFile, ClientCertAuth: true}
+	}
 	peer := url.URL{Scheme: "http", Host: testnet.FreeAddr(t)}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
