@@ -138,6 +138,11 @@ func (s *Service) setKeys(k *keyring) {
 
 // keyringChanged installs a keyring another replica wrote.
 func (s *Service) keyringChanged(k *keyring) {
+	if k.active.ID == "" {
+		// Deleted from etcd by hand: keep signing with what this replica has.
+		s.log.Warn("the stored keyring has no active secret; keeping the one in memory", "store", s.store.String())
+		return
+	}
 	s.kmu.Lock()
 	defer s.kmu.Unlock()
 	if cur := s.keys.Load(); cur.active.ID != k.active.ID && (k.rev > cur.rev) {
