@@ -38,7 +38,7 @@ func newTestService(t *testing.T, now time.Time) *Service {
 	return s
 }
 
-type testLog struct{ t *testing.T }
+type testLog struct{ t testing.TB }
 
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
@@ -96,7 +96,7 @@ func TestRevokeBatchWriteFailureFailsTheCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.store.db.Close(); err != nil {
+	if err := s.store.(*boltStore).db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.RevokeBatch(context.Background(), connect.NewRequest(&credv1.RevokeBatchRequest{Requests: participantItems(3, "m")}))

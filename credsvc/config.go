@@ -1,12 +1,19 @@
 package credsvc
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tuturu/tuturu/internal/platform"
 )
@@ -45,8 +52,27 @@ type Config struct {
 	TurnsHost string
 	// SweepInterval is how often expired revocations are forgotten and old secrets retired.
 	SweepInterval time.Duration
+	// Etcd, when its Endpoints are set, keeps the keyring and the revocations in etcd instead
+	// of DBPath, shared by every replica.
+	Etcd EtcdConfig
 	// Now is the clock; nil means time.Now. Tests set it to move time forward.
 	Now func() time.Time
+}
+
+// EtcdConfig says how to reach etcd.
+type EtcdConfig struct {
+	// Endpoints are the etcd client URLs (http(s)://host:port); none means bbolt.
+	Endpoints []string
+	// Prefix is put before every key, so that several deployments can share one cluster.
+	Prefix string
+	// DialTimeout bounds connecting to an endpoint.
+	DialTimeout time.Duration
+	// CAFile verifies the servers' certificates (https endpoints); empty means the system pool.
+	CAFile string
+	// CertFile and KeyFile are a client certificate, for clusters that ask for one.
+	CertFile, KeyFile string
+	// Username and Password authenticate with etcd's own users, when it has auth enabled.
+	Username, Password string
 }
 
 // Names of the variables, used in validation errors.
@@ -61,7 +87,19 @@ const (
 	envTurnUDPURL = "TURN_UDP_URL_PORT (-turn-udp-url-port)"
 	envTurnsHost  = "TURNS_HOST (-turns-host)"
 	envSweep      = "CREDSVC_SWEEP_INTERVAL (-credsvc-sweep-interval)"
+	envDB         = "CREDSVC_DB (-credsvc-db)"
+	envEtcd       = "CREDSVC_ETCD_ENDPOINTS (-credsvc-etcd-endpoints)"
+	envEtcdPrefix = "CREDSVC_ETCD_PREFIX (-credsvc-etcd-prefix)"
+	envEtcdDial   = "CREDSVC_ETCD_DIAL_TIMEOUT (-credsvc-etcd-dial-timeout)"
+	envEtcdCA     = "CREDSVC_ETCD_CA_FILE (-credsvc-etcd-ca-file)"
+	envEtcdCert   = "CREDSVC_ETCD_CERT_FILE (-credsvc-etcd-cert-file)"
+	envEtcdKey    = "CREDSVC_ETCD_KEY_FILE (-credsvc-etcd-key-file)"
+	envEtcdUser   = "CREDSVC_ETCD_USERNAME (-credsvc-etcd-username)"
+	envEtcdPass   = "CREDSVC_ETCD_PASSWORD (-credsvc-etcd-password)"
 )
+
+// defaultEtcdPrefix is where credsvc keeps its keys in etcd.
+const defaultEtcdPrefix = "/tuturu/credsvc/"
 
 // minSecretLen is the shortest TURN_SECRET accepted: shorter ones are guessable offline from
 // any issued password.
@@ -84,6 +122,14 @@ func (c *Config) Bind(v *platform.Vars) {
 	v.String(&c.TurnsHost, "turns-host", "TURNS_HOST", "", "host name in the turns: URL (the name its certificate is for, e.g. t.<DOMAIN> behind the edge); TURN_HOST when empty")
 	// A minute keeps the revocation list short without measurable cost.
 	v.Duration(&c.SweepInterval, "credsvc-sweep-interval", "CREDSVC_SWEEP_INTERVAL", time.Minute, "how often expired revocations and secrets are swept")
+	v.List(&c.Etcd.Endpoints, "credsvc-etcd-endpoints", "CREDSVC_ETCD_ENDPOINTS", "", "comma-separated etcd client URLs; when set, secrets and revocations live in etcd (shared by every credsvc replica) instead of CREDSVC_DB")
+	v.String(&c.Etcd.Prefix, "credsvc-etcd-prefix", "CREDSVC_ETCD_PREFIX", defaultEtcdPrefix, "prefix of credsvc's keys in etcd")
+	v.Duration(&c.Etcd.DialTimeout, "credsvc-etcd-dial-timeout", "CREDSVC_ETCD_DIAL_TIMEOUT", 5*time.Second, "how long connecting to an etcd endpoint may take")
+	v.String(&c.Etcd.CAFile, "credsvc-etcd-ca-file", "CREDSVC_ETCD_CA_FILE", "", "CA certificate (PEM) that verifies etcd's servers; the system pool when empty")
+	v.String(&c.Etcd.CertFile, "credsvc-etcd-cert-file", "CREDSVC_ETCD_CERT_FILE", "", "client certificate (PEM) for etcd; with CREDSVC_ETCD_KEY_FILE")
+	v.String(&c.Etcd.KeyFile, "credsvc-etcd-key-file", "CREDSVC_ETCD_KEY_FILE", "", "client key (PEM) for etcd; with CREDSVC_ETCD_CERT_FILE")
+	v.String(&c.Etcd.Username, "credsvc-etcd-username", "CREDSVC_ETCD_USERNAME", "", "etcd user, when etcd has authentication enabled")
+	v.String(&c.Etcd.Password, "credsvc-etcd-password", "CREDSVC_ETCD_PASSWORD", "", "password of CREDSVC_ETCD_USERNAME")
 }
 
 // dbPath is where the database lives.
@@ -145,6 +191,7 @@ func (c *Config) check() error {
 	if c.TurnsPort < 0 || c.TurnsPort > 65535 {
 		fail(envTurnsPort, "must be a port number 1-65535, or 0 for none (got %d)", c.TurnsPort)
 	}
+	errs = append(errs, c.Etcd.check(c.DBPath != "")...)
 	stun := make([]string, 0, len(c.STUNServers))
 	for _, u := range c.STUNServers {
 		if u, err := stunURL(u); err != nil {
@@ -179,4 +226,97 @@ func stunURL(u string) (string, error) {
 		return "", bad
 	}
 	return "stun:" + u, nil
+}
+
+// check validates the etcd settings and fills defaults; withDB says CREDSVC_DB is set too.
+func (e *EtcdConfig) check(withDB bool) []error {
+	var errs []error
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if len(e.Endpoints) == 0 {
+		for _, v := range []struct {
+			name string
+			set  bool
+		}{{envEtcdCA, e.CAFile != ""}, {envEtcdCert, e.CertFile != ""}, {envEtcdKey, e.KeyFile != ""}, {envEtcdUser, e.Username != ""}} {
+			if v.set {
+				fail(v.name, "is set but CREDSVC_ETCD_ENDPOINTS is not: set both, or neither to use bbolt")
+			}
+		}
+		return errs
+	}
+	if withDB {
+		fail(envDB, "is set together with CREDSVC_ETCD_ENDPOINTS: the store is either bbolt (CREDSVC_DB) or etcd, unset one")
+	}
+	for _, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			fail(envEtcd, "%q is not an etcd client URL such as http://etcd-0.etcd:2379", ep)
+		}
+	}
+	if e.Prefix == "" {
+		e.Prefix = defaultEtcdPrefix
+	}
+	if strings.ContainsAny(e.Prefix, " \t\n") {
+		fail(envEtcdPrefix, "must not contain spaces (got %q)", e.Prefix)
+	}
+	if e.DialTimeout == 0 {
+		e.DialTimeout = 5 * time.Second
+	}
+	if e.DialTimeout < 0 {
+		fail(envEtcdDial, "must be positive (got %s)", e.DialTimeout)
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		fail(envEtcdCert, "and CREDSVC_ETCD_KEY_FILE go together: set both or neither")
+	}
+	if e.Password != "" && e.Username == "" {
+		fail(envEtcdPass, "is set without CREDSVC_ETCD_USERNAME")
+	}
+	return errs
+}
+
+// clientConfig is the etcd client configuration, with the TLS files read. Errors name the
+// variable.
+func (e *EtcdConfig) clientConfig() (clientv3.Config, error) {
+	cfg := clientv3.Config{
+		Endpoints:   e.Endpoints,
+		DialTimeout: e.DialTimeout,
+		Username:    e.Username,
+		Password:    e.Password,
+	}
+	if e.CAFile == "" && e.CertFile == "" {
+		return cfg, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.CAFile != "" {
+		pem, err := os.ReadFile(e.CAFile)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: %w", envEtcdCA, err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return cfg, fmt.Errorf("%s: %s holds no PEM certificate", envEtcdCA, e.CAFile)
+		}
+	}
+	if e.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
+		if err != nil {
+			return cfg, fmt.Errorf("%s, %s: %w", envEtcdCert, envEtcdKey, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	cfg.TLS = tc
+	return cfg, nil
+}
+
+// openStore opens the configured store: etcd when endpoints are set, else the bbolt file.
+func (c *Config) openStore(log *slog.Logger) (store, error) {
+	if len(c.Etcd.Endpoints) == 0 {
+		return openStore(c.dbPath())
+	}
+	ec, err := c.Etcd.clientConfig()
+	if err != nil {
+		return nil, err
+	}
+	return openEtcdStore(ec, c.Etcd.Prefix, log)
 }

@@ -49,6 +49,9 @@ func (s secretState) proto() credv1.SecretState {
 type keyring struct {
 	active secretRecord
 	byID   map[string]secretRecord
+	// rev is the etcd revision that wrote it (0 with bbolt): a replica never replaces its
+	// keyring with an older one.
+	rev int64
 }
 
 // keyringChange is a new keyring and what must be written to make it durable.

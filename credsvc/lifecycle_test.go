@@ -195,6 +195,18 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"bad tls port", func(c *credsvc.Config) { c.TurnsPort = 70000 }, "TURNS_PORT"},
 		{"bad udp url port", func(c *credsvc.Config) { c.TurnUDPPort = -1 }, "TURN_UDP_URL_PORT"},
 		{"bad stun", func(c *credsvc.Config) { c.STUNServers = []string{"turn:x.example:3478"} }, "STUN_SERVERS"},
+		{"etcd endpoint not a URL", func(c *credsvc.Config) { c.Etcd.Endpoints = []string{"etcd:2379/x"} }, "CREDSVC_ETCD_ENDPOINTS"},
+		{"etcd and bbolt", func(c *credsvc.Config) { c.Etcd.Endpoints, c.DBPath = []string{"http://127.0.0.1:2379"}, "x.db" }, "CREDSVC_DB"},
+		{"etcd cert without key", func(c *credsvc.Config) {
+			c.Etcd.Endpoints, c.Etcd.CertFile = []string{"https://127.0.0.1:2379"}, "client.pem"
+		}, "CREDSVC_ETCD_CERT_FILE"},
+		{"etcd TLS without etcd", func(c *credsvc.Config) { c.Etcd.CAFile = "ca.pem" }, "CREDSVC_ETCD_CA_FILE"},
+		{"etcd CA missing", func(c *credsvc.Config) {
+			c.Etcd.Endpoints, c.Etcd.CAFile = []string{"https://127.0.0.1:2379"}, filepath.Join(e.dir, "no-ca.pem")
+		}, "CREDSVC_ETCD_CA_FILE"},
+		{"etcd password without user", func(c *credsvc.Config) {
+			c.Etcd.Endpoints, c.Etcd.Password = []string{"http://127.0.0.1:2379"}, "pw"
+		}, "CREDSVC_ETCD_PASSWORD"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := e.config()

@@ -2,6 +2,7 @@ package credsvc
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -34,7 +35,7 @@ var (
 // revocations is the revocation list in memory, written through to the store, with the
 // watchers that follow it.
 type revocations struct {
-	store *store
+	store store
 	// wmu serialises writers, so that a slow disk write never holds mu (which Validate reads).
 	wmu sync.Mutex
 	// qmu guards the groups waiting to be written and whether a writer is writing them.
@@ -65,7 +66,7 @@ type watcher struct {
 	err  error
 }
 
-func newRevocations(st *store, loaded map[string]revocationRecord) *revocations {
+func newRevocations(st store, loaded map[string]revocationRecord) *revocations {
 	return &revocations{store: st, m: loaded, watchers: map[*watcher]struct{}{},
 		groupWindow: defaultGroupWindow, watcherBuffer: defaultWatcherBuffer}
 }
@@ -194,15 +195,27 @@ func (r *revocations) commit(groups []*putGroup) {
 		}
 		return
 	}
-	pbs := make([]*credv1.Revocation, len(batch))
-	for i, p := range batch {
+	for _, p := range batch {
 		p.pb = revocationProto(p.key, p.rec)
-		pbs[i] = p.pb
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	pbs := make([]*credv1.Revocation, 0, len(batch))
 	for _, p := range batch {
+		// With etcd the watch may have brought this very write already, and announced it.
+		if old, ok := r.m[p.key]; ok && old.rev != 0 && old.rev >= p.rec.rev {
+			continue
+		}
 		r.m[p.key] = p.rec
+		pbs = append(pbs, p.pb)
+	}
+	r.publishLocked(pbs)
+}
+
+// publishLocked hands one commit's revocations to every watcher; mu must be held for writing.
+func (r *revocations) publishLocked(pbs []*credv1.Revocation) {
+	if len(pbs) == 0 {
+		return
 	}
 	for w := range r.watchers {
 		select {
@@ -213,15 +226,66 @@ func (r *revocations) commit(groups []*putGroup) {
 	}
 }
 
+// applyStored takes in revocations another replica wrote (or this one, seen again through the
+// watch: the same revision is not announced twice), keeping the later expiry, and announces
+// the new ones.
+func (r *revocations) applyStored(stored map[string]revocationRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applyStoredLocked(stored)
+}
+
+func (r *revocations) applyStoredLocked(stored map[string]revocationRecord) {
+	keys := slices.Sorted(maps.Keys(stored))
+	pbs := make([]*credv1.Revocation, 0, len(stored))
+	for _, k := range keys {
+		rec := stored[k]
+		old, ok := r.m[k]
+		if ok && old.rev >= rec.rev {
+			continue
+		}
+		if ok && old.ExpiresAt.After(rec.ExpiresAt) {
+			rec.ExpiresAt = old.ExpiresAt
+		}
+		r.m[k] = rec
+		pbs = append(pbs, revocationProto(k, rec))
+	}
+	r.publishLocked(pbs)
+}
+
+// applyDeleted forgets revocations deleted from the store, unless memory holds a later write.
+func (r *revocations) applyDeleted(deleted map[string]int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, rev := range deleted {
+		if old, ok := r.m[k]; ok && old.rev < rev {
+			delete(r.m, k)
+		}
+	}
+}
+
+// applyResync replaces memory with everything stored at revision rev, keeping what this
+// replica wrote after it, and announces what is new.
+func (r *revocations) applyResync(all map[string]revocationRecord, rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, old := range r.m {
+		if _, ok := all[k]; !ok && old.rev <= rev {
+			delete(r.m, k)
+		}
+	}
+	r.applyStoredLocked(all)
+}
+
 // sweep forgets revocations whose credentials have all expired. It returns how many.
 func (r *revocations) sweep(now time.Time) (int, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	var expired []string
+	expired := map[string]revocationRecord{}
 	r.mu.RLock()
 	for k, rec := range r.m {
 		if !now.Before(rec.ExpiresAt) {
-			expired = append(expired, k)
+			expired[k] = rec
 		}
 	}
 	r.mu.RUnlock()
@@ -229,8 +293,11 @@ func (r *revocations) sweep(now time.Time) (int, error) {
 		return 0, err
 	}
 	r.mu.Lock()
-	for _, k := range expired {
-		delete(r.m, k)
+	for k, rec := range expired {
+		// Another replica may have renewed it meanwhile (a newer revision): that one stays.
+		if r.m[k].rev == rec.rev {
+			delete(r.m, k)
+		}
 	}
 	r.mu.Unlock()
 	return len(expired), nil

@@ -1,4 +1,5 @@
-// Package credsvc issues, validates and revokes TURN credentials, keeping its secrets and revocations in bbolt.
+// Package credsvc issues, validates and revokes TURN credentials, keeping its secrets and
+// revocations in bbolt (one replica) or etcd (several replicas sharing them).
 package credsvc
 
 import (
@@ -20,7 +21,7 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	srv     *platform.Server
-	store   *store
+	store   store
 	metrics *metrics
 	revs    *revocations
 
@@ -44,7 +45,7 @@ func New(cfg Config) (_ *Service, err error) {
 		return nil, fmt.Errorf("credsvc: bad configuration:\n%w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger()}
-	st, err := openStore(cfg.dbPath())
+	st, err := cfg.openStore(s.log)
 	if err != nil {
 		return nil, fmt.Errorf("credsvc: %w", err)
 	}
@@ -86,65 +87,94 @@ func New(cfg Config) (_ *Service, err error) {
 	path, h = credv1connect.NewCredentialAdminServiceHandler(s, admin...)
 	srv.Register(credv1connect.CredentialAdminServiceName, path, h)
 	s.srv = srv
-	s.log.Info("credential database ready", "path", st.path, "active_secret", s.keys.Load().active.ID,
+	s.log.Info("credential store ready", "store", st.String(), "active_secret", s.keys.Load().active.ID,
 		"secrets", len(s.keys.Load().byID), "revocations", len(loaded))
 	return s, nil
 }
 
 // loadKeyring reads the keyring, applies TURN_SECRET or creates the first secret, and ages it.
+// Each step decides on the keyring as stored, so that replicas starting together agree: one
+// creates the first secret, the others read it.
 func (s *Service) loadKeyring() error {
-	records, err := s.store.loadSecrets()
+	now := s.cfg.now()
+	var previous string
+	k, ch, err := s.store.updateSecrets(func(k *keyring) (*keyringChange, error) {
+		previous = k.active.ID
+		switch {
+		case s.cfg.TurnSecret != "" && subtle.ConstantTimeCompare([]byte(k.active.Secret), []byte(s.cfg.TurnSecret)) != 1:
+			ch, err := k.promote(s.cfg.TurnSecret, now, s.cfg.MaxTTL)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", envTurnSecret, err)
+			}
+			return &ch, nil
+		case k.active.ID == "":
+			ch, err := k.promote(generateSecret(), now, s.cfg.MaxTTL)
+			return &ch, err
+		}
+		return nil, nil
+	})
 	if err != nil {
 		return err
 	}
-	k, err := newKeyring(records)
-	if err != nil {
-		return fmt.Errorf("credential database %s: %w", s.store.path, err)
-	}
 	s.keys.Store(k)
-	now := s.cfg.now()
 	switch {
-	case s.cfg.TurnSecret != "" && subtle.ConstantTimeCompare([]byte(k.active.Secret), []byte(s.cfg.TurnSecret)) != 1:
-		previous := k.active.ID
-		if err := s.applyPromote(s.cfg.TurnSecret, now); err != nil {
-			return fmt.Errorf("%s: %w", envTurnSecret, err)
-		}
-		if previous != "" {
-			s.log.Info("TURN_SECRET differs from the stored active secret: it is now active, the previous one verifies until its credentials expire",
-				"active_secret", s.keys.Load().active.ID, "previous_secret", previous)
-		}
-	case k.active.ID == "":
-		if err := s.applyPromote(generateSecret(), now); err != nil {
-			return err
-		}
-		s.log.Info("generated the first TURN secret", "active_secret", s.keys.Load().active.ID)
+	case ch != nil && previous != "":
+		s.log.Info("TURN_SECRET differs from the stored active secret: it is now active, the previous one verifies until its credentials expire",
+			"active_secret", k.active.ID, "previous_secret", previous)
+	case ch != nil:
+		s.log.Info("generated the first TURN secret", "active_secret", k.active.ID)
 	}
 	return s.ageKeyring(now)
 }
 
+// setKeys installs k unless a newer keyring is installed already (one from the watch and one
+// this replica wrote may arrive in either order). kmu must be held.
+func (s *Service) setKeys(k *keyring) {
+	if cur := s.keys.Load(); cur != nil && k.rev != 0 && cur.rev >= k.rev {
+		return
+	}
+	s.keys.Store(k)
+}
+
+// keyringChanged installs a keyring another replica wrote.
+func (s *Service) keyringChanged(k *keyring) {
+	if k.active.ID == "" {
+		// Deleted from etcd by hand: keep signing with what this replica has.
+		s.log.Warn("the stored keyring has no active secret; keeping the one in memory", "store", s.store.String())
+		return
+	}
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	if cur := s.keys.Load(); cur.active.ID != k.active.ID && (k.rev > cur.rev) {
+		s.log.Info("active secret changed by another replica", "active_secret", k.active.ID, "previous_secret", cur.active.ID)
+	}
+	s.setKeys(k)
+}
+
 // applyPromote makes secret active, durably. kmu must be held or the service not yet serving.
 func (s *Service) applyPromote(secret string, now time.Time) error {
-	ch, err := s.keys.Load().promote(secret, now, s.cfg.MaxTTL)
+	k, _, err := s.store.updateSecrets(func(k *keyring) (*keyringChange, error) {
+		ch, err := k.promote(secret, now, s.cfg.MaxTTL)
+		return &ch, err
+	})
 	if err != nil {
 		return err
 	}
-	if err := s.store.saveSecrets(ch.put, ch.drop); err != nil {
-		return err
-	}
-	s.keys.Store(ch.next)
+	s.setKeys(k)
 	return nil
 }
 
-// ageKeyring retires and deletes old secrets, durably.
+// ageKeyring retires and deletes old secrets, durably. With etcd every replica ages the
+// keyring it reads, so two doing it together write it once.
 func (s *Service) ageKeyring(now time.Time) error {
-	ch := s.keys.Load().age(now)
+	k, ch, err := s.store.updateSecrets(func(k *keyring) (*keyringChange, error) { return k.age(now), nil })
+	if err != nil {
+		return err
+	}
+	s.setKeys(k)
 	if ch == nil {
 		return nil
 	}
-	if err := s.store.saveSecrets(ch.put, ch.drop); err != nil {
-		return err
-	}
-	s.keys.Store(ch.next)
 	for _, r := range ch.put {
 		s.log.Info("secret retired: every credential it signed has expired", "secret", r.ID)
 	}
@@ -158,7 +188,7 @@ func (s *Service) ageKeyring(now time.Time) error {
 func (s *Service) Addr() string { return s.srv.Addr().String() }
 
 // Run serves until ctx ends, then ends the watch streams, stops gracefully and closes the
-// database.
+// store. With etcd it follows what the other replicas write meanwhile.
 func (s *Service) Run(ctx context.Context) error {
 	// done also ends when Serve fails on its own, so the helpers below never outlive Run.
 	done, cancel := context.WithCancel(ctx)
@@ -169,6 +199,14 @@ func (s *Service) Run(ctx context.Context) error {
 		s.revs.close()
 	})
 	wg.Go(func() { s.sweepLoop(done) })
+	wg.Go(func() {
+		s.store.follow(done, follower{
+			keyring: s.keyringChanged,
+			resync:  s.revs.applyResync,
+			stored:  s.revs.applyStored,
+			deleted: s.revs.applyDeleted,
+		})
+	})
 	err := s.srv.Serve(ctx)
 	cancel()
 	wg.Wait()

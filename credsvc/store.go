@@ -1,6 +1,7 @@
 package credsvc
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +22,45 @@ var (
 	bucketRevocations = []byte("revocations")
 )
 
-// store persists the keyring and the revocations in one bbolt file. Only start-up, rotation,
-// revocation and sweeping write to it; Issue and Validate work from memory.
-type store struct {
+// store persists the keyring and the revocations: bbolt on one machine (boltStore) or etcd
+// shared by several replicas (etcdStore). Only start-up, rotation, revocation and sweeping
+// write to it; Issue and Validate work from memory.
+type store interface {
+	// String names the store in logs and errors.
+	String() string
+	// updateSecrets reads the keyring, lets change compute the next one (nil: no change) and
+	// writes it atomically. When another replica wrote in between, change runs again on what
+	// that replica wrote, so it must decide from its argument alone. It returns the keyring now
+	// stored and the change applied (nil when none).
+	updateSecrets(change func(*keyring) (*keyringChange, error)) (*keyring, *keyringChange, error)
+	// loadRevocations reads every stored revocation by key.
+	loadRevocations() (map[string]revocationRecord, error)
+	// putRevocations stores revocations and sets each put's rec.rev.
+	putRevocations(puts []*revocationPut) error
+	// deleteRevocations forgets expired revocations; one another replica has rewritten since
+	// (a newer rev) stays.
+	deleteRevocations(expired map[string]revocationRecord) error
+	// follow feeds f with what other replicas write, until ctx ends. A store that only this
+	// process writes returns at once.
+	follow(ctx context.Context, f follower)
+	close() error
+}
+
+// follower receives the changes other replicas make to a shared store.
+type follower struct {
+	// keyring is the keyring as now stored.
+	keyring func(*keyring)
+	// resync is every revocation stored at revision rev (after a start or a lost watch).
+	resync func(all map[string]revocationRecord, rev int64)
+	// stored are revocations written, one transaction's in one call.
+	stored func(map[string]revocationRecord)
+	// deleted are revocations deleted (swept or expired by their lease): key → the revision
+	// of the deletion.
+	deleted func(map[string]int64)
+}
+
+// boltStore keeps everything in one bbolt file: one process, one machine.
+type boltStore struct {
 	db   *bbolt.DB
 	path string
 }
@@ -47,10 +84,13 @@ type revocationRecord struct {
 	RevokedAt time.Time `json:"revoked_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Reason    string    `json:"reason"`
+	// rev is the etcd revision that wrote it (0 with bbolt): it orders a replica's own writes
+	// against what its watch reports, and guards sweeping against a newer write.
+	rev int64
 }
 
 // openStore opens (or creates) the database at path.
-func openStore(path string) (*store, error) {
+func openStore(path string) (*boltStore, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("credential database %s: create directory: %w", path, err)
 	}
@@ -73,40 +113,47 @@ func openStore(path string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("credential database %s: create buckets: %w", path, err)
 	}
-	return &store{db: db, path: path}, nil
+	return &boltStore{db: db, path: path}, nil
 }
 
-func (s *store) close() error {
+func (s *boltStore) String() string { return "bbolt " + s.path }
+
+func (s *boltStore) close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close credential database %s: %w", s.path, err)
 	}
 	return nil
 }
 
-// loadSecrets reads the keyring.
-func (s *store) loadSecrets() ([]secretRecord, error) {
-	var out []secretRecord
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketKeyring).ForEach(func(k, v []byte) error {
+// follow has nothing to follow: this process is the only writer.
+func (s *boltStore) follow(context.Context, follower) {}
+
+// updateSecrets reads, changes and writes the keyring in one transaction.
+func (s *boltStore) updateSecrets(change func(*keyring) (*keyringChange, error)) (*keyring, *keyringChange, error) {
+	var cur *keyring
+	var applied *keyringChange
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketKeyring)
+		var records []secretRecord
+		err := b.ForEach(func(k, v []byte) error {
 			var r secretRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("keyring entry %q: %w", k, err)
 			}
-			out = append(out, r)
+			records = append(records, r)
 			return nil
 		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("credential database %s: read keyring: %w", s.path, err)
-	}
-	return out, nil
-}
-
-// saveSecrets writes changed keyring entries and deletes the ids in drop, in one transaction.
-func (s *store) saveSecrets(put []secretRecord, drop []string) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketKeyring)
-		for _, r := range put {
+		if err != nil {
+			return err
+		}
+		if cur, err = newKeyring(records); err != nil {
+			return err
+		}
+		ch, err := change(cur)
+		if err != nil || ch == nil {
+			return err
+		}
+		for _, r := range ch.put {
 			v, err := json.Marshal(r)
 			if err != nil {
 				return err
@@ -115,21 +162,22 @@ func (s *store) saveSecrets(put []secretRecord, drop []string) error {
 				return err
 			}
 		}
-		for _, id := range drop {
+		for _, id := range ch.drop {
 			if err := b.Delete([]byte(id)); err != nil {
 				return err
 			}
 		}
+		cur, applied = ch.next, ch
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("credential database %s: write keyring: %w", s.path, err)
+		return nil, nil, fmt.Errorf("credential database %s: keyring: %w", s.path, err)
 	}
-	return nil
+	return cur, applied, nil
 }
 
 // loadRevocations reads every stored revocation by key.
-func (s *store) loadRevocations() (map[string]revocationRecord, error) {
+func (s *boltStore) loadRevocations() (map[string]revocationRecord, error) {
 	out := map[string]revocationRecord{}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRevocations).ForEach(func(k, v []byte) error {
@@ -148,7 +196,7 @@ func (s *store) loadRevocations() (map[string]revocationRecord, error) {
 }
 
 // putRevocations stores several revocations in one transaction: one disk sync for all.
-func (s *store) putRevocations(puts []*revocationPut) error {
+func (s *boltStore) putRevocations(puts []*revocationPut) error {
 	vals := make([][]byte, len(puts))
 	for i, p := range puts {
 		v, err := json.Marshal(p.rec)
@@ -172,14 +220,15 @@ func (s *store) putRevocations(puts []*revocationPut) error {
 	return nil
 }
 
-// deleteRevocations forgets the given revocations.
-func (s *store) deleteRevocations(keys []string) error {
-	if len(keys) == 0 {
+// deleteRevocations forgets the given revocations; this process is the only writer, so no
+// newer write can be among them.
+func (s *boltStore) deleteRevocations(expired map[string]revocationRecord) error {
+	if len(expired) == 0 {
 		return nil
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketRevocations)
-		for _, k := range keys {
+		for k := range expired {
 			if err := b.Delete([]byte(k)); err != nil {
 				return err
 			}

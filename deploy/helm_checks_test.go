@@ -37,8 +37,9 @@ func checkObjects(t *testing.T, mf *manifests) {
 			t.Errorf("%s: labels %v lack the release's instance and managed-by", key, o.meta.Labels)
 		}
 	}
-	if len(mf.Deployments) != 1 || len(mf.StatefulSets) != 2 || len(mf.DaemonSets) != 1 {
-		t.Errorf("workloads: %d Deployments, %d StatefulSets, %d DaemonSets; want the gateway Deployment, roomsvc and credsvc StatefulSets and the turnsvc DaemonSet",
+	// credsvc is a StatefulSet on bbolt, a Deployment on etcd (see checkStatefulServices).
+	if len(mf.Deployments)+len(mf.StatefulSets) != 3 || len(mf.StatefulSets) < 1 || len(mf.DaemonSets) != 1 {
+		t.Errorf("workloads: %d Deployments, %d StatefulSets, %d DaemonSets; want the gateway Deployment, the roomsvc StatefulSet, credsvc and the turnsvc DaemonSet",
 			len(mf.Deployments), len(mf.StatefulSets), len(mf.DaemonSets))
 	}
 }
@@ -289,8 +290,13 @@ func checkEnvRead(t *testing.T, id string, c corev1.Container, bin, target strin
 func checkDataDir(t *testing.T, id string, w workload, c corev1.Container) {
 	t.Helper()
 	paths := []string{"DATA_DIR"}
-	if w.target() == "credsvc" {
+	// On etcd (a Deployment) credsvc keeps nothing on the pod: DATA_DIR on an emptyDir, no file.
+	onEtcd := w.target() == "credsvc" && w.kind == "Deployment"
+	if w.target() == "credsvc" && !onEtcd {
 		paths = append(paths, "CREDSVC_DB")
+	}
+	if onEtcd && envVar(c, "CREDSVC_DB") != nil {
+		t.Errorf("%s: CREDSVC_DB is set beside CREDSVC_ETCD_ENDPOINTS", id)
 	}
 	for _, name := range paths {
 		e := envVar(c, name)
@@ -303,7 +309,7 @@ func checkDataDir(t *testing.T, id string, w workload, c corev1.Container) {
 			t.Errorf("%s: %s=%s is on the read-only root filesystem", id, name, e.Value)
 			continue
 		}
-		if w.target() == "credsvc" {
+		if w.target() == "credsvc" && !onEtcd {
 			if !slices.Contains(w.claims, mount.Name) {
 				t.Errorf("%s: %s=%s is on volume %q, not on a PersistentVolumeClaim template %v: the TURN secrets would be lost with the pod", id, name, e.Value, mount.Name, w.claims)
 			}
@@ -547,7 +553,7 @@ func checkGateway(t *testing.T, mf *manifests, eff map[string]any) {
 	if w.kind != "Deployment" || int(w.replicas) != valInt(t, eff, "gateway.replicas") {
 		t.Errorf("gateway: %s with %d replicas, want a Deployment with gateway.replicas=%d", w.kind, w.replicas, valInt(t, eff, "gateway.replicas"))
 	}
-	d := mf.Deployments[0]
+	d := mf.Deployments[slices.IndexFunc(mf.Deployments, func(d *appsv1.Deployment) bool { return d.Name == w.name })]
 	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("gateway: rolling update %+v: want maxUnavailable 0, so a rollout never lowers the gateways taking calls", d.Spec.Strategy)
 	}
@@ -634,7 +640,12 @@ func checkTLSFiles(t *testing.T, id string, w workload, c corev1.Container, cert
 // Service; credsvc one replica with its database on a claim of the configured size.
 func checkStatefulServices(t *testing.T, mf *manifests, eff map[string]any) {
 	want := map[string]int32{"roomsvc": int32(valInt(t, eff, "roomsvc.shards")), "credsvc": 1}
-	for _, target := range []string{"roomsvc", "credsvc"} {
+	targets := []string{"roomsvc", "credsvc"}
+	if valString(eff, "credsvc.storage.type") == "etcd" {
+		checkCredsvcOnEtcd(t, mf, eff)
+		targets = targets[:1]
+	}
+	for _, target := range targets {
 		w := mf.byTarget(t, target)
 		if w.kind != "StatefulSet" || w.replicas != want[target] {
 			t.Errorf("%s: %s with %d replicas, want a StatefulSet of %d (a shard's rooms and the bbolt file are one process's)", target, w.kind, w.replicas, want[target])
@@ -664,6 +675,34 @@ func checkStatefulServices(t *testing.T, mf *manifests, eff map[string]any) {
 	}
 	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || p.WhenDeleted != "Retain" {
 		t.Errorf("credsvc: claim retention %+v: the TURN secrets must outlive an uninstall", p)
+	}
+}
+
+// checkCredsvcOnEtcd: credsvc on etcd is a Deployment of credsvc.replicas without a claim,
+// given the operator's endpoints and prefix, behind a Service that spreads connections.
+func checkCredsvcOnEtcd(t *testing.T, mf *manifests, eff map[string]any) {
+	w := mf.byTarget(t, "credsvc")
+	if w.kind != "Deployment" || w.replicas != int32(valInt(t, eff, "credsvc.replicas")) || len(w.claims) != 0 {
+		t.Errorf("credsvc on etcd: %s of %d replicas with claims %v, want a Deployment of credsvc.replicas %d without claims",
+			w.kind, w.replicas, w.claims, valInt(t, eff, "credsvc.replicas"))
+	}
+	c := w.template.Spec.Containers[0]
+	var eps []string
+	for _, e := range val(eff, "credsvc.etcd.endpoints").([]any) {
+		eps = append(eps, fmt.Sprint(e))
+	}
+	if e := envVar(c, "CREDSVC_ETCD_ENDPOINTS"); e == nil || e.Value != strings.Join(eps, ",") {
+		t.Errorf("credsvc CREDSVC_ETCD_ENDPOINTS %+v, want credsvc.etcd.endpoints %v", e, eps)
+	}
+	if p := valString(eff, "credsvc.etcd.prefix"); p != "" {
+		if e := envVar(c, "CREDSVC_ETCD_PREFIX"); e == nil || e.Value != p {
+			t.Errorf("credsvc CREDSVC_ETCD_PREFIX %+v, want credsvc.etcd.prefix %s", e, p)
+		}
+	}
+	for _, s := range mf.Services {
+		if selectsSet(s.Spec.Selector, w.template.Labels) && s.Spec.ClusterIP == corev1.ClusterIPNone {
+			t.Errorf("credsvc on etcd behind headless Service %s: every client would resolve the same first replica", s.Name)
+		}
 	}
 }
 

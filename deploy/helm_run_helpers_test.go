@@ -37,6 +37,7 @@ type podRun struct {
 	turnPort   string // TURN_PORT, for credsvc and turnsvc alike
 	tlsPort    string // TURN_TLS_PORT and TURNS_PORT alike
 	collector  string // OTLP/HTTP endpoint
+	etcd       string // the client URL of the etcd credsvc uses, for CREDSVC_ETCD_ENDPOINTS
 }
 
 // rewritable are the variables whose rendered values a test may not use as they are, because
@@ -46,7 +47,7 @@ var rewritable = []string{
 	"GATEWAY_ADDR", "ROOMSVC_ADDR", "CREDSVC_ADDR", "TURNSVC_ADDR", "HTTPS_ADDR", "HTTP_ADDR",
 	"ROOMSVC_URL", "CREDSVC_URL", "DATA_DIR", "CREDSVC_DB", "TLS_CERT_FILE", "TLS_KEY_FILE",
 	"TURN_TLS_CERT", "TURN_TLS_KEY", "TURN_PORT", "TURN_TLS_PORT", "TURNS_PORT", "TURN_LISTEN_HOST",
-	"OTEL_EXPORTER_OTLP_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "CREDSVC_ETCD_ENDPOINTS",
 }
 
 // env resolves the container's environment as the kubelet would (secretKeyRef, the downward
@@ -132,6 +133,8 @@ func (r *podRun) env(t *testing.T, w workload) map[string]string {
 			v = "127.0.0.1"
 		case k == "OTEL_EXPORTER_OTLP_ENDPOINT":
 			v = r.collector
+		case k == "CREDSVC_ETCD_ENDPOINTS":
+			v = r.etcd
 		case strings.HasPrefix(v, "/"):
 			for mp, dir := range mounts {
 				if v == mp || strings.HasPrefix(v, mp+"/") {

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testetcd"
 )
 
 // helmSet is one set of values the chart is rendered with.
@@ -43,6 +44,11 @@ var helmSets = []helmSet{
 		"turn":          vals{"externalIP": "203.0.113.7", "nodeSelector": vals{"tuturu.example.org/turn": "true"}},
 		"networkPolicy": vals{"nodeCIDRs": []any{"10.0.0.0/16", "203.0.113.0/24"}},
 		"tokens":        vals{"existingSecret": "operator-tokens"},
+	}},
+	// credsvc on an etcd the operator runs; the run step starts an embedded one for it.
+	{"credsvc-etcd", vals{
+		"turn":    vals{"host": "turn.example.org"},
+		"credsvc": vals{"replicas": 2, "storage": vals{"type": "etcd"}, "etcd": vals{"endpoints": []any{"http://etcd-0.etcd.storage:2379", "http://etcd-1.etcd.storage:2379"}, "prefix": "/tuturu/test/"}},
 	}},
 	{"three-shards", vals{
 		"roomsvc": vals{"shards": 3},
@@ -155,10 +161,41 @@ func TestHelmRequiredValues(t *testing.T) {
 		{"domain without certificate", vals{"turn": vals{"host": "turn.example.org"}, "domain": "call.example.org"}, "tls.secretName"},
 		{"no roomsvc shard", vals{"turn": vals{"host": "turn.example.org"}, "roomsvc": vals{"shards": 0}}, "roomsvc.shards must be"},
 		{"a part of a shard", vals{"turn": vals{"host": "turn.example.org"}, "roomsvc": vals{"shards": 1.5}}, "roomsvc.shards must be"},
+		{"credsvc on etcd without endpoints", vals{"turn": vals{"host": "turn.example.org"}, "credsvc": vals{"storage": vals{"type": "etcd"}}}, "credsvc.etcd.endpoints is required"},
+		{"credsvc on another store", vals{"turn": vals{"host": "turn.example.org"}, "credsvc": vals{"storage": vals{"type": "redis"}}}, "credsvc.storage.type must be bbolt or etcd"},
+		{"no credsvc replica", vals{"turn": vals{"host": "turn.example.org"}, "credsvc": vals{"replicas": 0, "storage": vals{"type": "etcd"}, "etcd": vals{"endpoints": []any{"http://etcd:2379"}}}}, "credsvc.replicas must be"},
 	} {
 		_, stderr, err := helm(t, "template", helmRelease, chartDir, "--namespace", helmNamespace, "--values", valuesFile(t, tc.values))
 		if err == nil || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: helm template: err %v, stderr %q; want a failure naming %q", tc.name, err, stderr, tc.want)
+		}
+	}
+}
+
+// TestHelmCredsvcEtcdTLS: with credsvc.etcd.tlsSecretName, credsvc reads its etcd CA, client
+// certificate and key from that Secret, mounted read-only. (The run step of the credsvc-etcd set
+// uses plain http: the etcd the test starts has no TLS.)
+func TestHelmCredsvcEtcdTLS(t *testing.T) {
+	t.Parallel()
+	mf := render(t, helmSet{"credsvc-etcd-tls", vals{
+		"turn":    vals{"host": "turn.example.org"},
+		"credsvc": vals{"storage": vals{"type": "etcd"}, "etcd": vals{"endpoints": []any{"https://etcd.storage:2379"}, "tlsSecretName": "etcd-client"}},
+	}})
+	w := mf.byTarget(t, "credsvc")
+	c := w.template.Spec.Containers[0]
+	for name, file := range map[string]string{"CREDSVC_ETCD_CA_FILE": "ca.crt", "CREDSVC_ETCD_CERT_FILE": "tls.crt", "CREDSVC_ETCD_KEY_FILE": "tls.key"} {
+		e := envVar(c, name)
+		if e == nil || filepath.Base(e.Value) != file {
+			t.Errorf("credsvc %s = %+v, want the Secret's %s", name, e, file)
+			continue
+		}
+		m := mountFor(c, e.Value)
+		if m == nil || !m.ReadOnly {
+			t.Errorf("credsvc %s=%s is not on a read-only mount", name, e.Value)
+			continue
+		}
+		if v := volume(w.template.Spec, m.Name); v == nil || v.Secret == nil || v.Secret.SecretName != "etcd-client" {
+			t.Errorf("credsvc %s=%s is on volume %q, want the Secret etcd-client", name, e.Value, m.Name)
 		}
 	}
 }
@@ -215,6 +252,10 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 	}
 	for run.tlsPort = freePort(t); run.tlsPort == run.turnPort; run.tlsPort = freePort(t) {
 	}
+	if valString(eff, "credsvc.storage.type") == "etcd" {
+		// The chart does not deploy etcd: the operator's cluster is an embedded one here.
+		run.etcd = testetcd.Start(t).Endpoint
+	}
 	for _, sec := range mf.Secrets {
 		run.secrets[sec.Name] = sec.Data
 	}
@@ -235,22 +276,26 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 
 	procs := map[string]*proc{}
 	var shards []*proc // roomsvc, by ordinal: one process per replica, each a shard
+	replicas := map[string][]*proc{}
 	order := []string{"credsvc", "roomsvc", "turnsvc", "gateway"}
 	for _, target := range order {
 		w := mf.byTarget(t, target)
 		n := 1
-		if target == "roomsvc" {
-			n = int(w.replicas)
+		if target == "roomsvc" || w.kind == "Deployment" && target == "credsvc" {
+			n = int(w.replicas) // roomsvc shards; credsvc replicas sharing etcd
 		}
 		for range n {
 			p := startProc(t, bin, target, run.env(t, w))
 			probeLikeKubelet(t, bin, w, p)
+			replicas[target] = append(replicas[target], p)
 			if target == "roomsvc" {
 				shards = append(shards, p)
 				run.shardAddrs = append(run.shardAddrs, p.addr)
 			}
-			procs[target] = p
-			run.addrs[target] = p.addr
+			if _, first := procs[target]; !first || target == "roomsvc" {
+				procs[target] = p
+				run.addrs[target] = p.addr
+			}
 		}
 	}
 	if t.Failed() {
@@ -303,11 +348,7 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 		if lc := w.template.Spec.Containers[0].Lifecycle; lc != nil && lc.PreStop != nil && lc.PreStop.Sleep != nil {
 			grace -= time.Duration(lc.PreStop.Sleep.Seconds) * time.Second
 		}
-		stopping := []*proc{procs[order[i]]}
-		if order[i] == "roomsvc" {
-			stopping = shards
-		}
-		for _, p := range stopping {
+		for _, p := range replicas[order[i]] {
 			took := stopWithin(t, p, grace)
 			t.Logf("%s stopped in %v (grace %v)", order[i], took.Round(time.Millisecond), grace)
 		}

@@ -114,13 +114,7 @@ func TestCredsvcKilledLosesNothing(t *testing.T) {
 	roomAdmin := roomv1connect.NewRoomAdminServiceClient(platform.NewH2CClient(), roomURL, admin)
 	turn1 := &turnStack{stack: s, cred: credInternal, udp: ts.TURNAddr().String(),
 		admin: turnv1connect.NewTurnAdminServiceClient(platform.NewH2CClient(), s.TurnsvcURL, admin)}
-	feed := func(ts *turnStack) bool {
-		res, err := ts.admin.GetStats(ctx, connect.NewRequest(&turnv1.GetStatsRequest{}))
-		if err != nil {
-			t.Fatalf("turnsvc GetStats: %v", err)
-		}
-		return res.Msg.GetCredsvcConnected()
-	}
+	feed := func(ts *turnStack) bool { return ts.feedConnected(ctx, t) }
 	waitFor(t, 10*time.Second, "turnsvc's revocation feed connected to credsvc", func() bool { return feed(turn1) })
 	peer := testnet.UDPEchoPeer(t).LocalAddr()
 	// Sockets still open when the gateway stops would hold its stop for a close handshake
@@ -329,6 +323,16 @@ func TestCredsvcKilledLosesNothing(t *testing.T) {
 	t.Logf("a pair joined %v after the restart (both joins in %v)", time.Since(restart).Round(time.Millisecond), time.Since(joinStart).Round(time.Millisecond))
 	heidiU, heidiP := turnCredential(t, turn1, heidiInfo)
 	allocateAndEcho(t, turn1.client(t, "udp", heidiU, heidiP), peer, "heidi after the restart")
+}
+
+// feedConnected reports whether turnsvc's revocation feed from credsvc is connected.
+func (s *turnStack) feedConnected(ctx context.Context, t *testing.T) bool {
+	t.Helper()
+	res, err := s.admin.GetStats(ctx, connect.NewRequest(&turnv1.GetStatsRequest{}))
+	if err != nil {
+		t.Fatalf("turnsvc GetStats: %v", err)
+	}
+	return res.Msg.GetCredsvcConnected()
 }
 
 // inProcServices runs services in this process and stops them, newest first, once.

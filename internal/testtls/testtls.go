@@ -61,6 +61,17 @@ func (ca *CA) WriteCert(t testing.TB, path string) {
 // that reloads on change never pairs a new certificate with an old key.
 func (ca *CA) Issue(t testing.TB, certFile, keyFile string, serial int64, names ...string) {
 	t.Helper()
+	ca.issue(t, certFile, keyFile, serial, x509.ExtKeyUsageServerAuth, names)
+}
+
+// IssueClient writes a client certificate for name (for mutual TLS) and its key.
+func (ca *CA) IssueClient(t testing.TB, certFile, keyFile string, serial int64, name string) {
+	t.Helper()
+	ca.issue(t, certFile, keyFile, serial, x509.ExtKeyUsageClientAuth, []string{name})
+}
+
+func (ca *CA) issue(t testing.TB, certFile, keyFile string, serial int64, usage x509.ExtKeyUsage, names []string) {
+	t.Helper()
 	if len(names) == 0 {
 		t.Fatal("testtls: a certificate needs at least one name")
 	}
@@ -71,7 +82,7 @@ func (ca *CA) Issue(t testing.TB, certFile, keyFile string, serial int64, names 
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {

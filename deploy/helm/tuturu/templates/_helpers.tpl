@@ -140,3 +140,21 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* "true" when credsvc keeps its state in etcd (credsvc.storage.type etcd), "" for bbolt; fails on
+anything else, on etcd without endpoints and on several bbolt replicas. */}}
+{{- define "tuturu.credsvcOnEtcd" -}}
+{{- $c := .Values.credsvc -}}
+{{- $type := $c.storage.type | default "bbolt" -}}
+{{- if eq $type "etcd" -}}
+{{- if not $c.etcd.endpoints -}}
+{{- fail "credsvc.etcd.endpoints is required with credsvc.storage.type etcd: the client URLs of an etcd cluster you run (this chart does not deploy etcd)" -}}
+{{- end -}}
+{{- if or (not (kindIs "float64" $c.replicas)) (lt (float64 $c.replicas) 1.0) (ne (float64 $c.replicas) (floor $c.replicas)) -}}
+{{- fail (printf "credsvc.replicas must be a whole number, 1 or more (got %v)" $c.replicas) -}}
+{{- end -}}
+true
+{{- else if ne $type "bbolt" -}}
+{{- fail (printf "credsvc.storage.type must be bbolt or etcd (got %v)" $type) -}}
+{{- end -}}
+{{- end -}}
