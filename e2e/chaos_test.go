@@ -73,6 +73,7 @@ const (
 //     descriptors or sockets (/proc/<pid>/fd) than the same service did before the first
 //     fault, beyond a small slack.
 func TestChaosKillEachServiceCallsGoOn(t *testing.T) {
+	t.Parallel() // mostly waits on restarts and ICE timers; its own processes and ports
 	start := time.Now()
 	c := startChaosCluster(t)
 	calls := []*chaosCall{

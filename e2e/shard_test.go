@@ -194,6 +194,7 @@ func hostOf(t *testing.T, base string) string {
 // members from their tokens (which name it) and a signal sent meanwhile arrives. Killed a
 // second time and left down, only its members get SERVICE_UNAVAILABLE after the window.
 func TestShardKilledOnlyItsCallsWait(t *testing.T) {
+	t.Parallel() // mostly waits out the gateway's 25 s re-attach window; its own processes and ports
 	s := startStack(t, stackOptions{})
 	addr := testnet.FreeAddr(t)
 	env := roomsvcEnv(t, s, addr)

@@ -211,6 +211,7 @@ func TestChromiumSupportCode(t *testing.T) {
 // trace, and that code finds the call's join and the leave the page sent on failing, both in
 // the page's trace.
 func TestChromiumSupportCodeClientFailure(t *testing.T) {
+	t.Parallel() // mostly waits out the page's 30 s negotiation timeout, in a network namespace of its own
 	if !inLoopbackNamespace(t) {
 		return
 	}
