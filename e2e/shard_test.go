@@ -28,10 +28,12 @@ var shardTokenForm = regexp.MustCompile(`^[0-9a-f]{8}\.v2\.`)
 // TestShardedRoomsAcrossGateways: three roomsvc shards (the stack's and two more) behind two
 // gateways that list them in different orders. Calls whose members join through different
 // gateways meet in one room on one shard and signal; a member whose socket dropped resumes
-// through the other gateway; one shard stopped ends only its calls (SERVICE_UNAVAILABLE),
+// through the other gateway; one shard stopped (gracefully: its members are held, not ended)
+// ends only its calls, with SERVICE_UNAVAILABLE once the re-attach window has passed,
 // while a call on another shard keeps relaying and /readyz stays ready, naming the shard down;
 // the shard started again takes its PINs back.
 func TestShardedRoomsAcrossGateways(t *testing.T) {
+	t.Parallel() // mostly waits out the gateways' 25 s re-attach window; its own servers and ports
 	s := startStack(t, stackOptions{})
 	r2, r2URL := startExtraRoomsvc(t, s, "127.0.0.1:0")
 	r3, r3URL := startExtraRoomsvc(t, s, "127.0.0.1:0")

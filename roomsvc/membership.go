@@ -377,23 +377,12 @@ func (h *hub) closeRoom(id, reason string) (int, bool) {
 	return n, true
 }
 
-// shutdown ends every session with Unavailable and refuses new members. The departed are
-// still revoked: the revoker drains its queue on stop.
+// shutdown refuses new members and leaves the present ones alone: when their streams end
+// they are held like the members of a crashed process, so the gateways re-attach them to the
+// next process (which rebuilds them from their tokens) and a rollout goes unnoticed. Ending
+// them here would count them as departed and revoke the credentials their resume needs.
 func (h *hub) shutdown() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, r := range h.rooms {
-		r.mu.Lock()
-		for _, m := range r.members {
-			if m.sess != nil {
-				h.endSession(m.sess, errShuttingDown)
-			}
-			h.forget(m)
-			h.meters.depart(roomv1.LeaveReason_LEAVE_REASON_SHUTDOWN)
-		}
-		r.members = nil
-		h.dropRoom(r)
-		r.mu.Unlock()
-	}
 }

@@ -174,7 +174,7 @@ func (s *Service) stop() {
 		s.mu.Lock()
 		s.stopped = true
 		s.mu.Unlock()
-		// Members first, so their streams end with Unavailable rather than as dropped.
+		// Refuse new members first, then end the streams: their members are held, not ended.
 		s.hub.shutdown()
 		s.mu.Lock()
 		for l := range s.links {
