@@ -120,6 +120,9 @@ func TestStuckSocketIsDisconnected(t *testing.T) {
 		alice.send(`{"type":"ice-candidate","data":{"candidate":"ping"}}`)
 		bob.expect("ice-candidate")
 		slowest = max(slowest, time.Since(start))
+		// At most 20 probes a second, alice's message rate: on a slow machine the flood takes
+		// long enough for an unpaced alice to spend her burst and be removed (RATE_LIMITED).
+		time.Sleep(50 * time.Millisecond)
 	}
 	stopFlood()
 	<-flood
