@@ -105,11 +105,11 @@ func TestChaosKillEachServiceCallsGoOn(t *testing.T) {
 	// offer and its candidates, and sends them once it has re-attached the members.
 	pending := map[*chaosCall]iceRestart{}
 	for _, call := range calls {
-		pending[call] = c.offerRestart(call)
+		pending[call] = call.offerRestart()
 	}
 	c.start("roomsvc")
 	for _, call := range calls {
-		c.awaitRestart(call, pending[call], time.Until(killed.Add(grace)), "roomsvc")
+		call.awaitRestart(t, pending[call], time.Until(killed.Add(grace)), "roomsvc")
 	}
 	t.Logf("roomsvc: the ICE restarts offered while it was down answered %v after the kill", time.Since(killed).Round(time.Millisecond))
 	c.signalAll(calls, "roomsvc", killed, grace, true)
@@ -233,10 +233,7 @@ func startChaosCluster(t *testing.T) *chaosCluster {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for _, p := range c.all {
-			lines := strings.Split(p.log(), "\n")
-			t.Logf("%s (pid %d), the end of its log:\n%s", p.Name, p.Pid(), strings.Join(lines[max(len(lines)-40, 0):], "\n"))
-		}
+		logTails(t, c.all)
 	})
 	for _, svc := range c.order {
 		c.start(svc)
@@ -310,15 +307,22 @@ func (call *chaosCall) config(info joinInfo) webrtc.Configuration {
 
 func (c *chaosCluster) call(name string, relay bool) *chaosCall {
 	c.t.Helper()
-	call := &chaosCall{name: name, relay: relay, pin: nextPIN()}
+	return newChaosCall(c.t, name, relay, nextPIN(), c.s, c.s)
+}
+
+// newChaosCall connects two peers on pin: a joins through gwA's gateway, b through gwB's; it
+// returns once their data channel is open on the path relay asks for.
+func newChaosCall(t *testing.T, name string, relay bool, pin string, gwA, gwB *stack) *chaosCall {
+	t.Helper()
+	call := &chaosCall{name: name, relay: relay, pin: pin}
 	setup := func(info joinInfo) (*webrtc.API, webrtc.Configuration) { return chaosAPI(), call.config(info) }
-	call.a = newCallPeerWith(c.t, c.s, name+"/a", call.pin, setup)
-	call.b = newCallPeerWith(c.t, c.s, name+"/b", call.pin, setup)
+	call.a = newCallPeerWith(t, gwA, name+"/a", call.pin, setup)
+	call.b = newCallPeerWith(t, gwB, name+"/b", call.pin, setup)
 	call.a.waitConnected(connectTimeout)
 	call.b.waitConnected(connectTimeout)
 	call.aDC = call.a.waitChat(connectTimeout)
 	call.bDC = call.b.remoteChannel("chat", connectTimeout)
-	call.expectPath(c.t)
+	call.expectPath(t)
 	return call
 }
 
@@ -508,7 +512,7 @@ func (c *chaosCluster) signalAll(calls []*chaosCall, fault string, since time.Ti
 			call.resume(c.t, call.b)
 			call.resume(c.t, call.a)
 		}
-		c.restartICE(call, time.Until(since.Add(grace)), fault)
+		call.restartICE(c.t, time.Until(since.Add(grace)), fault)
 	}
 	answered := time.Since(since)
 	for _, call := range calls {
@@ -527,9 +531,9 @@ func (c *chaosCluster) signalAll(calls []*chaosCall, fault string, since time.Ti
 
 // restartICE has the call's offerer restart ICE and waits for the answer; both ends must take
 // new ICE credentials.
-func (c *chaosCluster) restartICE(call *chaosCall, within time.Duration, fault string) {
-	c.t.Helper()
-	c.awaitRestart(call, c.offerRestart(call), within, fault)
+func (call *chaosCall) restartICE(t *testing.T, within time.Duration, fault string) {
+	t.Helper()
+	call.awaitRestart(t, call.offerRestart(), within, fault)
 }
 
 // iceRestart is an ICE restart offered and not yet known to be answered: the ICE usernames
@@ -537,7 +541,7 @@ func (c *chaosCluster) restartICE(call *chaosCall, within time.Duration, fault s
 type iceRestart struct{ ufragA, ufragB string }
 
 // offerRestart sends the call's offerer's restart offer without waiting for the answer.
-func (c *chaosCluster) offerRestart(call *chaosCall) iceRestart {
+func (call *chaosCall) offerRestart() iceRestart {
 	r := iceRestart{localUfrag(call.a.pc), localUfrag(call.b.pc)}
 	for len(call.a.answers) > 0 {
 		<-call.a.answers
@@ -547,19 +551,19 @@ func (c *chaosCluster) offerRestart(call *chaosCall) iceRestart {
 }
 
 // awaitRestart waits for the answer to r; both ends must have taken new ICE credentials.
-func (c *chaosCluster) awaitRestart(call *chaosCall, r iceRestart, within time.Duration, fault string) {
-	c.t.Helper()
+func (call *chaosCall) awaitRestart(t *testing.T, r iceRestart, within time.Duration, fault string) {
+	t.Helper()
 	select {
 	case <-call.a.answers:
 	case err := <-call.a.errs:
-		c.t.Fatal(err)
+		t.Fatal(err)
 	case err := <-call.b.errs:
-		c.t.Fatal(err)
+		t.Fatal(err)
 	case <-time.After(within):
-		c.t.Fatalf("%s: no answer to the ICE restart after the %s fault within the resume grace", call.name, fault)
+		t.Fatalf("%s: no answer to the ICE restart after the %s fault within the resume grace", call.name, fault)
 	}
 	if localUfrag(call.a.pc) == r.ufragA || localUfrag(call.b.pc) == r.ufragB {
-		c.t.Fatalf("%s: the ICE restart kept the old ICE credentials", call.name)
+		t.Fatalf("%s: the ICE restart kept the old ICE credentials", call.name)
 	}
 }
 
@@ -680,7 +684,7 @@ func (c *chaosCluster) turnRestart(calls []*chaosCall) (killed time.Time) {
 				t.Fatalf("%s: the renewal brought the same TURN username", p.name)
 			}
 		}
-		c.restartICE(call, relayBackBound, "turnsvc")
+		call.restartICE(t, relayBackBound, "turnsvc")
 	}
 	back := map[*msgStream]time.Duration{}
 	deadline := restarted.Add(relayBackBound)

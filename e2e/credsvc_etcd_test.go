@@ -24,16 +24,7 @@ func TestCredsvcReplicasOnEtcd(t *testing.T) {
 	tuturuBinary(t) // built before anything runs
 	endpoint := testetcd.Start(t).Endpoint
 	adminToken, internalToken := platform.RandomToken(24), platform.RandomToken(24)
-	credEnv := func() map[string]string {
-		return map[string]string{
-			"CREDSVC_ADDR":           "127.0.0.1:0",
-			"DATA_DIR":               t.TempDir(),
-			"INTERNAL_TOKEN":         internalToken,
-			"ADMIN_TOKEN":            adminToken,
-			"CREDSVC_ETCD_ENDPOINTS": endpoint,
-			"LOG_LEVEL":              "debug",
-		}
-	}
+	credEnv := func() map[string]string { return credsvcEtcdEnv(t, endpoint, internalToken, adminToken) }
 	replicas := []*proc{startProc(t, "credsvc", "", credEnv()), startProc(t, "credsvc", "", credEnv())}
 	svcs := &inProcServices{t: t}
 	t.Cleanup(svcs.stopAll) // before the credsvc processes and etcd stop
@@ -88,5 +79,17 @@ func TestCredsvcReplicasOnEtcd(t *testing.T) {
 		if _, err := turns[c.relay].client(t, "udp", res.Msg.GetUsername(), res.Msg.GetPassword()).Allocate(); err == nil {
 			t.Errorf("%s: the revoked credential allocates again", participant)
 		}
+	}
+}
+
+// credsvcEtcdEnv is the environment of a credsvc replica process on the etcd at endpoint.
+func credsvcEtcdEnv(t *testing.T, endpoint, internalToken, adminToken string) map[string]string {
+	return map[string]string{
+		"CREDSVC_ADDR":           "127.0.0.1:0",
+		"DATA_DIR":               t.TempDir(),
+		"INTERNAL_TOKEN":         internalToken,
+		"ADMIN_TOKEN":            adminToken,
+		"CREDSVC_ETCD_ENDPOINTS": endpoint,
+		"LOG_LEVEL":              "debug",
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/tuturu/tuturu/internal/testproc"
@@ -67,5 +68,13 @@ func gatewayEnv(t *testing.T, s *stack) map[string]string {
 		"ADMIN_TOKEN":    s.AdminToken,
 		"DATA_DIR":       t.TempDir(),
 		"LOG_LEVEL":      "debug",
+	}
+}
+
+// logTails logs the end of each process's log, for a failed test.
+func logTails(t *testing.T, procs []*proc) {
+	for _, p := range procs {
+		lines := strings.Split(p.log(), "\n")
+		t.Logf("%s (pid %d), the end of its log:\n%s", p.Name, p.Pid(), strings.Join(lines[max(len(lines)-40, 0):], "\n"))
 	}
 }
