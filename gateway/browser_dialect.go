@@ -5,9 +5,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 	"github.com/tuturu/tuturu/internal/roompin"
@@ -43,19 +41,8 @@ func (b *browserDialect) handle(ctx context.Context, data []byte) bool {
 		s.write(msgPong)
 		return true
 	}
-	ctx, span := s.g.instruments.tracer.Start(s.g.instruments.browserParent(ctx, &m), spanName(signalSpanNames, "signal ", m.Type),
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
-	defer span.End()
-	tagClientTrace(span, m.Traceparent)
-	if s.participant != "" {
-		span.SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID))
-	}
-	ok, outcome := b.dispatch(ctx, &m)
-	span.SetAttributes(attrOutcome.String(outcome))
-	if outcome != "ok" {
-		span.SetStatus(codes.Error, outcome)
-	}
-	return ok
+	return s.handleTraced(s.g.instruments.browserParent(ctx, &m), m.Type, m.Traceparent,
+		func(ctx context.Context) (bool, string) { return b.dispatch(ctx, &m) })
 }
 
 func (b *browserDialect) dispatch(ctx context.Context, m *browserMsg) (bool, string) {

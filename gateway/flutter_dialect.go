@@ -6,9 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
 )
@@ -48,19 +46,8 @@ func (f *flutterDialect) handle(ctx context.Context, data []byte) bool {
 		s.write(msgKeepalive)
 		return true
 	}
-	ctx, span := s.g.instruments.tracer.Start(s.g.instruments.clientParent(ctx, m.Traceparent, m.Tracestate), spanName(signalSpanNames, "signal ", m.Type),
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(m.Type)))
-	defer span.End()
-	tagClientTrace(span, m.Traceparent)
-	if s.participant != "" {
-		span.SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID))
-	}
-	ok, outcome := f.dispatch(ctx, &m)
-	span.SetAttributes(attrOutcome.String(outcome))
-	if outcome != "ok" {
-		span.SetStatus(codes.Error, outcome)
-	}
-	return ok
+	return s.handleTraced(s.g.instruments.clientParent(ctx, m.Traceparent, m.Tracestate), m.Type, m.Traceparent,
+		func(ctx context.Context) (bool, string) { return f.dispatch(ctx, &m) })
 }
 
 // refuse answers an error that leaves the socket open.

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	roomv1 "github.com/tuturu/tuturu/gen/tuturu/room/v1"
@@ -507,4 +508,23 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// handleTraced runs dispatch for one client message of type typ under its `signal <type>`
+// span, a child of parent (the client's own trace when it sent one), and records the outcome
+// dispatch reports on the span. Both dialects handle their messages through it.
+func (s *session) handleTraced(parent context.Context, typ, traceparent string, dispatch func(context.Context) (bool, string)) bool {
+	ctx, span := s.g.instruments.tracer.Start(parent, spanName(signalSpanNames, "signal ", typ),
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrMessageType.String(typ)))
+	defer span.End()
+	tagClientTrace(span, traceparent)
+	if s.participant != "" {
+		span.SetAttributes(attrParticipantID.String(s.participant), attrRoomID.String(s.roomID))
+	}
+	ok, outcome := dispatch(ctx)
+	span.SetAttributes(attrOutcome.String(outcome))
+	if outcome != "ok" {
+		span.SetStatus(codes.Error, outcome)
+	}
+	return ok
 }
