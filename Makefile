@@ -43,8 +43,10 @@ run: ## run every service in one process on localhost (tuturu all)
 	go run ./cmd/tuturu all
 
 .PHONY: test
+# Most end-to-end tests wait on timers, restarts and ICE far more than they compute, so they run
+# eight at a time whatever the core count (browser scenarios are bounded by cores in e2e).
 test: lint check-generated test-web ensure-chromium ## lint, check gen/, run every test
-	go test -count=1 ./...
+	go test -count=1 -parallel 8 ./...
 
 .PHONY: test-traces
 test-traces: ## a call through `tuturu all` read back from a real Jaeger v1.75.0 (first build: minutes)

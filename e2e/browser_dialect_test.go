@@ -17,6 +17,7 @@ import (
 // TestBrowserCallSignaling walks one call through the browser dialect: join, join,
 // peer-joined to the first only, every relay byte for byte, leave, peer-left once.
 func TestBrowserCallSignaling(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	pin := nextPIN()
 	a := dialWS(t, s, "a", nil)
@@ -73,6 +74,7 @@ func TestBrowserCallSignaling(t *testing.T) {
 }
 
 func TestBrowserBadPIN(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	for _, tt := range []struct{ msg, shown string }{
 		{`{"type":"join-pin","pin":"12345"}`, "12345"},
@@ -88,6 +90,7 @@ func TestBrowserBadPIN(t *testing.T) {
 }
 
 func TestBrowserRoomFull(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	pin := nextPIN()
 	a, b, c := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil), dialWS(t, s, "c", nil)
@@ -101,6 +104,7 @@ func TestBrowserRoomFull(t *testing.T) {
 }
 
 func TestBrowserInvalidMessages(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	for _, tt := range []struct{ msg, text string }{
 		{`{"pin":"123456"}`, "Invalid message: missing type"},
@@ -122,6 +126,7 @@ func TestBrowserInvalidMessages(t *testing.T) {
 }
 
 func TestBrowserSignalBeforeJoinAndAlone(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	c := dialWS(t, s, "c", nil)
 	c.send(`{"type":"offer","data":{"type":"offer","sdp":"x"}}`)
@@ -144,6 +149,7 @@ func TestBrowserSignalBeforeJoinAndAlone(t *testing.T) {
 // TestBrowserNoGhosts: however a socket ends, its slot is freed and the other member is told
 // once — at once for a close frame, after the resume grace for a dropped socket.
 func TestBrowserNoGhosts(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 300 * time.Millisecond }})
 	// With a grace far longer than any wait here, a peer-left proves the slot was not held.
 	long := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 10 * time.Minute }})
@@ -196,6 +202,7 @@ func TestBrowserNoGhosts(t *testing.T) {
 // TestBrowserDeadSocketDetected: a client that stops answering pings is dropped, and after
 // the grace its peer is told.
 func TestBrowserDeadSocketDetected(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{
 		Gateway: func(c *gateway.Config) { c.PingInterval, c.PingTimeout = 200*time.Millisecond, time.Second },
 		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },
@@ -207,6 +214,7 @@ func TestBrowserDeadSocketDetected(t *testing.T) {
 }
 
 func TestBrowserResume(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 5 * time.Second }})
 	pin := nextPIN()
 	a, b := dialWS(t, s, "a", nil), dialWS(t, s, "b", nil)
@@ -243,6 +251,7 @@ func TestBrowserResume(t *testing.T) {
 }
 
 func TestBrowserForceRelay(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
 	c := dialWS(t, s, "c", nil)
 	if info := c.join(nextPIN()); info.ICETransportPolicy != "relay" {
@@ -252,6 +261,7 @@ func TestBrowserForceRelay(t *testing.T) {
 
 // TestBrowserCredentialsDown: without credsvc the join fails clearly and leaves no member.
 func TestBrowserCredentialsDown(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.CredsvcURL = "http://127.0.0.1:1" }})
 	pin := nextPIN()
 	a := dialWS(t, s, "a", nil)
@@ -267,6 +277,7 @@ func TestBrowserCredentialsDown(t *testing.T) {
 
 // TestGatewayHTTP: the web client and health are served; internal RPCs are not.
 func TestGatewayHTTP(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	get := func(method, path string) (int, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
@@ -302,9 +313,11 @@ func TestGatewayHTTP(t *testing.T) {
 // TestBrowserStuckReaderDropped: a client that stops reading while relays pile up for it is
 // dropped (its pings go unanswered), so it cannot hold the gateway or the room.
 func TestBrowserStuckReaderDropped(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{
 		Gateway: func(c *gateway.Config) {
-			c.PingInterval, c.PingTimeout = 200*time.Millisecond, time.Second
+			// a must keep answering pings while it writes on a loaded machine: 3 s.
+			c.PingInterval, c.PingTimeout = 300*time.Millisecond, 3*time.Second
 			c.Limits.MessagesPerSecond, c.Limits.MessageBurst = 1000, 1000
 		},
 		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },

@@ -13,6 +13,7 @@ import (
 )
 
 func TestBrowserMessageSizeLimit(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.Limits.MaxMessageBytes = 1024 }})
 	// Exactly the limit is fine.
 	c := dialWS(t, s, "c", nil)
@@ -33,6 +34,7 @@ func TestBrowserMessageSizeLimit(t *testing.T) {
 }
 
 func TestBrowserMessageRateLimit(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) {
 		c.Limits.MessagesPerSecond, c.Limits.MessageBurst = 1, 5
 	}})
@@ -47,6 +49,7 @@ func TestBrowserMessageRateLimit(t *testing.T) {
 }
 
 func TestBrowserJoinRateLimit(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) {
 		c.Limits.JoinsPerMinute, c.Limits.JoinBurst = 1, 3
 	}})
@@ -72,6 +75,7 @@ func TestBrowserJoinRateLimit(t *testing.T) {
 }
 
 func TestBrowserOrigin(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.AllowedOrigins = []string{"https://app.example.com"} }})
 	dial := func(origin string) int {
 		ctx, cancel := context.WithTimeout(context.Background(), wsTimeout)
@@ -103,6 +107,7 @@ func TestBrowserOrigin(t *testing.T) {
 // TestBrowserKeepalive: ping/pong in the dialect, and WebSocket pings keep a live but silent
 // socket open across several ping intervals.
 func TestBrowserKeepalive(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.PingInterval, c.PingTimeout = 50*time.Millisecond, time.Second }})
 	c := dialWS(t, s, "c", nil)
 	c.join(nextPIN())

@@ -18,6 +18,7 @@ import (
 // TestGatewayMetrics: connections, messages by type and rejections by reason are counted
 // under the names of docs/observability.md, with no PIN or address among the labels.
 func TestGatewayMetrics(t *testing.T) {
+	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	s := startStack(t, stackOptions{
 		Gateway: func(c *gateway.Config) { c.Limits.MaxMessageBytes = 1024 },

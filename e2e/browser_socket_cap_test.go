@@ -21,6 +21,7 @@ import (
 // 1013; closing a socket, by the client or by the server, frees its slot; another address is
 // unaffected.
 func TestSocketCapPerAddress(t *testing.T) {
+	t.Parallel()
 	const max = 3
 	reader := sdkmetric.NewManualReader()
 	s := startStack(t, stackOptions{

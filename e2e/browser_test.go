@@ -26,6 +26,7 @@ const uiTimeout = 30 * time.Second
 // Direct badge; a third page on that PIN is told the call is full; a dropped signaling socket
 // is resumed while the call keeps running; hang up on one, the other is told the peer left.
 func TestChromiumCall(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}
@@ -153,6 +154,7 @@ func TestChromiumCall(t *testing.T) {
 // TestChromiumRelayedCall: with FORCE_RELAY the client uses relay candidates only, the call
 // goes through turnsvc, and both pages say Relayed.
 func TestChromiumRelayedCall(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}
@@ -211,6 +213,7 @@ const noCameraJS = `(() => {
 // told it is on audio only; the call connects, it still sees the other person's video, and
 // the other person receives its audio.
 func TestChromiumAudioOnly(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}

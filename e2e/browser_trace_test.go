@@ -13,6 +13,7 @@ import (
 // the sender's gateway span (`signal offer`) through roomsvc to the delivery at the receiver
 // (`deliver offer`), and no span carries the PIN.
 func TestBrowserMessageTraced(t *testing.T) {
+	t.Parallel()
 	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
 	s := startStack(t, stackOptions{Telemetry: spans.telemetry})
 	pin := nextPIN()

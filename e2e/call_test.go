@@ -24,6 +24,7 @@ const connectTimeout = 20 * time.Second
 // TestCallThroughGateway: two pion peers join one PIN through the gateway, negotiate through
 // it, connect on loopback and exchange data-channel messages both ways.
 func TestCallThroughGateway(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	pin := nextPIN()
 	a := newCallPeer(t, s, "a", pin)
@@ -39,6 +40,7 @@ func TestCallThroughGateway(t *testing.T) {
 // its token, the other peer is told nothing, data keeps flowing, and signaling continues (a
 // renegotiation that adds a data channel goes through the resumed socket).
 func TestCallSurvivesSignalingDrop(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 10 * time.Second }})
 	pin := nextPIN()
 	a := newCallPeer(t, s, "a", pin)
@@ -138,6 +140,7 @@ func exchange(t *testing.T, x, y *webrtc.DataChannel, tag string, n int) {
 // TestCallForceRelay: with FORCE_RELAY the join answer says "relay", and two pion peers that
 // follow it connect through turnsvc with the credentials from the answer.
 func TestCallForceRelay(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
 	pin := nextPIN()
 	a := newCallPeer(t, s, "a", pin)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,9 @@ func chromiumPath() (string, error) {
 		"TUTURU_SKIP_BROWSER=1 skips the browser tests")
 }
 
+// browserSlots bounds the browser scenarios that run at once (the tests run in parallel).
+var browserSlots = make(chan struct{}, max(1, runtime.NumCPU()))
+
 // inLoopbackNamespace returns true in the child, where the scenario must run. In the parent it
 // runs the child in a loopback-only network namespace, reports its output and result, and
 // returns false.
@@ -73,6 +77,10 @@ func inLoopbackNamespace(t *testing.T) bool {
 	if err != nil {
 		t.Fatalf("ip (iproute2) is needed to bring up lo in the test's network namespace: %v", err)
 	}
+	// Each scenario runs two or three browsers; more at once than the machine has cores only
+	// slows them all towards their ICE and page timeouts.
+	browserSlots <- struct{}{}
+	defer func() { <-browserSlots }()
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout+30*time.Second)
 	defer cancel()
 	// $0 is ip, $1 the test binary, the rest its flags.

@@ -53,6 +53,7 @@ const revocationCutBound = 5 * time.Second
 //     revocation feed comes back through replica 1, and shard 0's first call renews its
 //     credentials (issued by replica 1, naming turnsvc 1) and moves to turnsvc 1 by an ICE restart.
 func TestClusterOnLoopback(t *testing.T) {
+	t.Parallel()
 	start := time.Now()
 	c := startCluster(t)
 	pins := c.pinsByShard(2)

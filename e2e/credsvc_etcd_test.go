@@ -21,6 +21,7 @@ import (
 // that asks replica B; revoking its participant through A cuts that relay: the revocation goes
 // A → etcd → B's watch → B's WatchRevocations stream → turnsvc. The other way round too.
 func TestCredsvcReplicasOnEtcd(t *testing.T) {
+	t.Parallel()
 	tuturuBinary(t) // built before anything runs
 	endpoint := testetcd.Start(t).Endpoint
 	adminToken, internalToken := platform.RandomToken(24), platform.RandomToken(24)

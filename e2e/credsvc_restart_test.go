@@ -52,6 +52,7 @@ import (
 //     SERVICE_UNAVAILABLE and close 1011 (credential issues are not queued across an outage:
 //     two attempts, then a clear error); joins work again after the restart.
 func TestCredsvcKilledLosesNothing(t *testing.T) {
+	t.Parallel()
 	tuturuBinary(t) // built before anything runs, so the first credsvc start is quick
 	adminToken, internalToken := platform.RandomToken(24), platform.RandomToken(24)
 	credAddr := testnet.FreeAddr(t)

@@ -25,6 +25,7 @@ const edgeCallDirEnv = "TUTURU_EDGE_CALL_DIR"
 // a child process whose system roots are the test CA (SSL_CERT_FILE), and resolves the test
 // names to 127.0.0.1 through the peers' own network stack.
 func TestEdgeRelayOnlyCall(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv(edgeCallDirEnv)
 	if dir == "" {
 		dir = t.TempDir()

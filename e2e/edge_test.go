@@ -130,6 +130,7 @@ func (s *edgeStack) url(host, path string) string {
 // page, and TURN over TLS on t. allocates and relays through turnsvc, which sees the client's
 // own address thanks to the PROXY header.
 func TestEdgeServesTheStack(t *testing.T) {
+	t.Parallel()
 	s := startEdgeStack(t, newEdgeCA(t, t.TempDir()))
 	client := s.httpsClient()
 

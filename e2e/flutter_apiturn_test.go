@@ -78,6 +78,7 @@ func fetchTurn(t *testing.T, s *stack, username string) apiTurnAnswer {
 // base64(HMAC-SHA1) of the username under credsvc's secret, which Validate proves by returning
 // the long-term key MD5(username:realm:password). Checked with a Connect and a gRPC client.
 func TestAPITurnIssuesCredsvcCredentials(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	a := fetchTurn(t, s, "flutter-webrtc")
 	m := regexp.MustCompile(`^(\d+):flutter-webrtc:[0-9a-f]{8}$`).FindStringSubmatch(a.Username)
@@ -122,6 +123,7 @@ func TestAPITurnIssuesCredsvcCredentials(t *testing.T) {
 // TestAPITurnBadRequests: missing or bad parameters get 400 with a JSON error, never a crash
 // (the original indexed missing parameters and panicked).
 func TestAPITurnBadRequests(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.Flutter.APITurnPerMinute, c.Flutter.APITurnBurst = 6000, 100 }})
 	for _, c := range []struct{ query, code string }{
 		{"", "INVALID_SERVICE"},
@@ -153,6 +155,7 @@ func TestAPITurnBadRequests(t *testing.T) {
 
 // TestAPITurnRateLimit: past its burst an address gets 429 with Retry-After and a JSON body.
 func TestAPITurnRateLimit(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.Flutter.APITurnPerMinute, c.Flutter.APITurnBurst = 1, 2 }})
 	fetchTurn(t, s, "u1")
 	fetchTurn(t, s, "u2")
@@ -169,6 +172,7 @@ func TestAPITurnRateLimit(t *testing.T) {
 // TestAPITurnCORS: pages of the site itself (and ALLOWED_ORIGINS) may call /api/turn; other
 // sites are refused unless API_TURN_CORS_ORIGINS names them, or is "*".
 func TestAPITurnCORS(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.AllowedOrigins = []string{"https://app.example"} }})
 	self := s.GatewayURL // the request's own host
 	for _, c := range []struct {
@@ -208,6 +212,7 @@ func TestAPITurnCORS(t *testing.T) {
 // TestAPITurnCredsvcDownAndOff: with credsvc unreachable the answer is 503 JSON; API_TURN=false
 // turns the endpoint off (404).
 func TestAPITurnCredsvcDownAndOff(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -224,6 +224,7 @@ func (p *flutterCallPeer) remoteChannel() *webrtc.DataChannel {
 // TestFlutterCall: two pion peers speaking the Flutter dialect connect through tuturu on
 // loopback and exchange data both ways.
 func TestFlutterCall(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	a := newFlutterCallPeer(t, s, "alice", webrtc.Configuration{})
 	a.waitPeers(1)
@@ -240,6 +241,7 @@ func TestFlutterCall(t *testing.T) {
 // ICE policy: both ends' selected candidates are relays on turnsvc, which accepted the
 // credentials through credsvc.
 func TestFlutterCallRelayOnly(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	cfgFor := func(user string) webrtc.Configuration {
 		c := fetchTurn(t, s, user) // as the demo app does before connecting

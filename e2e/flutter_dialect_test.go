@@ -16,6 +16,7 @@ import (
 // offer, answer, candidates both ways, keepalive, bye, disconnect. Relays arrive byte for
 // byte; a departure is one `leave` with the right id, then the new `peers`.
 func TestFlutterDemoSequence(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	a := dialFlutter(t, s, "111111")
 	peers := a.expectPeers("111111")
@@ -102,6 +103,7 @@ func TestFlutterDemoSequence(t *testing.T) {
 // TestFlutterIDTaken: a second client asking for an id in use is refused and closed; the
 // first keeps its id and is not disturbed (the original let the newcomer take it over).
 func TestFlutterIDTaken(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	a := dialFlutter(t, s, "alice")
 	a.expectPeers("alice")
@@ -119,6 +121,7 @@ func TestFlutterIDTaken(t *testing.T) {
 // TestFlutterCloseAnswered: a client's close frame is answered (the close handshake
 // completes), and a registered client's close is a departure the others see at once.
 func TestFlutterCloseAnswered(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	idle := dialWS(t, s, "unregistered", nil)
 	idle.send(`{"type":"new","data":{"id":"x1"}}`)
@@ -142,6 +145,7 @@ func TestFlutterCloseAnswered(t *testing.T) {
 // TestFlutterForgedFromAndUnknownTo: `from` must be the sender's own id, and a signal to an
 // id nobody holds is answered with an error; neither ends the connection.
 func TestFlutterForgedFromAndUnknownTo(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	a := dialFlutter(t, s, "a")
 	a.expectPeers("a")
@@ -172,6 +176,7 @@ func TestFlutterForgedFromAndUnknownTo(t *testing.T) {
 // TestFlutterBadInput: each defect gets a clear error in the Flutter shape, never a crash.
 // Broken frames close with 1008; requests that are merely out of place leave it open.
 func TestFlutterBadInput(t *testing.T) {
+	t.Parallel()
 	// Every subtest registers from 127.0.0.1: lift the per-address join limit.
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.Limits.JoinsPerMinute, c.Limits.JoinBurst = 6000, 100 }})
 	closing := []struct {
@@ -253,6 +258,7 @@ func TestFlutterBadInput(t *testing.T) {
 // TestFlutterLimitsAndOrigin: the browser dialect's limits and Origin rule hold for Flutter
 // clients too, with errors in the Flutter shape; the lobby can be turned off.
 func TestFlutterLimitsAndOrigin(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) {
 		c.Limits.MessagesPerSecond = 1
 		c.Limits.MessageBurst = 4
@@ -288,6 +294,7 @@ func TestFlutterLimitsAndOrigin(t *testing.T) {
 // TestFlutterLobbyOff: FLUTTER_LOBBY=false refuses `new` with an error and close 1008, while
 // the browser dialect keeps working.
 func TestFlutterLobbyOff(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.Flutter.LobbyOff = true }})
 	w := dialFlutter(t, s, "nobody")
 	w.expectFlutterError("new", "LOBBY_DISABLED")

@@ -13,6 +13,7 @@ import (
 // at once (socket closed with 1001) and the members on other gateways get `leave` and `peers`
 // without waiting for the resume grace; the freed id can be registered again immediately.
 func TestFlutterGatewayStop(t *testing.T) {
+	t.Parallel()
 	// A grace far longer than the test's waits: a held slot would fail the test, not slow it.
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = time.Minute }})
 	g2 := startExtraGateway(t, s)

@@ -12,6 +12,7 @@ import (
 // TestFlutterLobbyFull: a `new` beyond LOBBY_MAX_MEMBERS is refused with LOBBY_FULL and close
 // 1008; the members are not disturbed, and a place freed by a departure can be taken.
 func TestFlutterLobbyFull(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.LobbyMaxMembers = 2 }})
 	a := dialFlutter(t, s, "alice")
 	a.expectPeers("alice")

@@ -12,6 +12,7 @@ import (
 // new`, and an offer carrying a traceparent is one trace from `signal offer` through roomsvc
 // to `deliver offer` at the receiver; no span attribute carries the SDP.
 func TestFlutterMessageTraced(t *testing.T) {
+	t.Parallel()
 	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
 	s := startStack(t, stackOptions{Telemetry: spans.telemetry})
 	a := dialFlutter(t, s, "ta")

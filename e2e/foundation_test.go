@@ -38,6 +38,7 @@ func servicesOf(s *stack) map[string][]string {
 // Every service answers health and reflection to a real gRPC client (grpc-go) and to a real
 // Connect client, with no token and no proto files.
 func TestHealthAndReflection(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -154,6 +155,7 @@ func listV1Alpha(ctx context.Context, t *testing.T, conn *grpc.ClientConn) []str
 // Admin RPCs refuse calls without the admin token (Unauthenticated), with a wrong one
 // (PermissionDenied) and with the internal token; with the admin token they are let through.
 func TestAdminRPCsNeedTheAdminToken(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -200,6 +202,7 @@ func TestAdminRPCsNeedTheAdminToken(t *testing.T) {
 
 // Internal RPCs refuse calls without the internal token, and refuse the admin token.
 func TestInternalRPCsNeedTheInternalToken(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -224,6 +227,7 @@ func TestInternalRPCsNeedTheInternalToken(t *testing.T) {
 // The pinned grpcurl lists every service's RPC services and health answers SERVING, with no
 // proto files: what an operator types.
 func TestGrpcurlListAndHealth(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	for base, want := range servicesOf(s) {
 		u, _ := url.Parse(base)

@@ -12,6 +12,7 @@ import (
 // TestGatewayStopKeepsCalls: a gateway that stops closes its sockets with 1001 and keeps
 // their slots; a member resumes through another gateway and the other member notices nothing.
 func TestGatewayStopKeepsCalls(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 10 * time.Second }})
 	g2 := startExtraGateway(t, s)
 	other := g2.stack

@@ -303,6 +303,7 @@ func startAllExporting(t *testing.T, otlpURL string) *stack {
 // under; the offer is one trace from the sender's gateway to the delivery at the receiver's.
 // A third member refused with ROOM_FULL is found by the support code of its error frame alone.
 func TestJaegerTraces(t *testing.T) {
+	t.Parallel()
 	if os.Getenv(jaegerOptIn) != "1" {
 		t.Skip("needs " + jaegerOptIn + "=1 and a Jaeger build (minutes the first time): run it with `make test-traces`")
 	}

@@ -16,6 +16,7 @@ import (
 // rate and a few idle sessions, measured on this process. It proves the tool works, not how
 // fast the stack is (that is a separate run against `tuturu all`, docs/loadtest.md).
 func TestLoadTool(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) {
 		c.Limits.JoinsPerMinute, c.Limits.JoinBurst = 1e6, 1e5
 	}})
@@ -46,6 +47,7 @@ func TestLoadTool(t *testing.T) {
 
 // TestLoadToolReportsFailures: calls refused by the gateway are failures, not successes.
 func TestLoadToolReportsFailures(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) {
 		c.Limits.JoinsPerMinute, c.Limits.JoinBurst = 1, 4
 	}})

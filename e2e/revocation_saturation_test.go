@@ -20,6 +20,7 @@ import (
 // each. Every one of them ends up revoked in credsvc, and turnsvc's revocation watch closes
 // the relays the departed still held and refuses their credentials.
 func TestRevocationsAtSaturation(t *testing.T) {
+	t.Parallel()
 	const members, relays = 400, 8
 	s := startTurnStack(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -19,6 +19,7 @@ import (
 // no peer-left, and a signal sent while roomsvc was down (and /readyz said so) arrives after
 // it is back.
 func TestRoomsvcKilledCallGoesOn(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	addr := testnet.FreeAddr(t)
 	env := roomsvcEnv(t, s, addr)

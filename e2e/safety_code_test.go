@@ -29,6 +29,7 @@ const safetyWordCount = 6
 // from the list, and each page's remote fingerprint is the other's own; the code is not shown
 // while waiting, and goes away when the other person leaves.
 func TestSafetyCodeMatches(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}
@@ -81,6 +82,7 @@ func TestSafetyCodeMatches(t *testing.T) {
 // then hashes a different pair of fingerprints, and the two pages show different codes; the
 // browser, holding the swapped fingerprint, refuses alice's DTLS certificate.
 func TestSafetyCodeTampered(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}

@@ -28,6 +28,7 @@ import (
 // and two others fill the PIN room as usual); closing the socket revokes them at once; and
 // self-tests are limited like joins.
 func TestBrowserSelfTest(t *testing.T) {
+	t.Parallel()
 	ts := startTurnStack(t, nil)
 	c := dialWS(t, ts.stack, "tester", nil)
 	c.send(`{"type":"self-test"}`)
@@ -105,6 +106,7 @@ func runConnectionTest(p *page) (map[string]string, string) {
 // (what a network that blocks UDP looks like to the page), TURN over UDP and STUN fail, TCP,
 // TLS and the round trip work, and the page says calls will be relayed over TLS.
 func TestChromiumConnectionTest(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}

@@ -25,6 +25,7 @@ import (
 // drain, no detach sent); roomsvc sees the stream break and holds bob, who resumes through
 // alice's gateway and signals again. alice is never told bob left.
 func TestGatewayKilledMembersResumeThroughAnother(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	other := startProc(t, "gateway", "", gatewayEnv(t, s))
 	otherStack := &stack{GatewayURL: "http://" + other.addr}
@@ -83,6 +84,7 @@ func memberStateOn(t *testing.T, roomsvcURL, adminToken, pin, participant string
 // disconnected (held for a resume) with SLOW_CONSUMER, and meanwhile alice and bob, on the
 // same gateway and stream, keep relaying within a bound far above normal.
 func TestStuckSocketIsDisconnected(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) {
 		c.SocketQueue = 64
 		c.Limits.MessageBurst = 1000
@@ -153,6 +155,7 @@ func TestStuckSocketIsDisconnected(t *testing.T) {
 // sockets; the next one gets SERVER_FULL and 1013 at once, /readyz says full while /healthz
 // stays ok, the sockets already open still relay, and once some close new ones are accepted.
 func TestGatewayFullAnswersServerFull(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	env := gatewayEnv(t, s)
 	env["WS_MAX_SOCKETS_PER_ADDRESS"] = "1000"
@@ -207,6 +210,7 @@ func TestGatewayFullAnswersServerFull(t *testing.T) {
 // TestCloseReasonCarriesTheErrorText: a client that only shows the close reason (the original
 // web client does) sees the whole error.
 func TestCloseReasonCarriesTheErrorText(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	pin := nextPIN()
 	joinedPair(t, s, pin)

@@ -9,6 +9,7 @@ import (
 
 // TestStackStarts proves the harness starts every service and the gateway answers.
 func TestStackStarts(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -103,6 +103,7 @@ func spanWithSupportCode(t *testing.T, spans *spanLog, name, code string) (sdktr
 // went well carry the code of their trace too; an error outside any action (a message over the
 // size limit) gets a `gateway error` span of its own. No log line carries the PIN.
 func TestBrowserErrorSupportCode(t *testing.T) {
+	t.Parallel()
 	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
 	logs := newLogBook()
 	s := startStack(t, stackOptions{
@@ -171,6 +172,7 @@ func TestBrowserErrorSupportCode(t *testing.T) {
 // span in the page's own trace carries it as support.code, and the gateway's log line as
 // support_code.
 func TestChromiumSupportCode(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}

@@ -65,6 +65,7 @@ func (l *spanLog) under(span sdktrace.ReadOnlySpan, ancestor trace.SpanID) bool 
 // TURN credential checks are traced under turnsvc (`turn auth`), with credsvc's Validate
 // beneath them.
 func TestCallTraces(t *testing.T) {
+	t.Parallel()
 	spans := &spanLog{recs: map[string]*tracetest.SpanRecorder{}}
 	s := startStack(t, stackOptions{
 		Telemetry: spans.telemetry,

@@ -23,6 +23,7 @@ import (
 // them, and the call comes back by an ICE restart through the new turnsvc, within 10 s of its
 // restart, with media flowing and the other page told nothing about a departure.
 func TestChromiumTurnKilledCallComesBack(t *testing.T) {
+	t.Parallel()
 	if !inLoopbackNamespace(t) {
 		return
 	}

@@ -131,6 +131,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // relay; wrong, expired, forged and revoked ones are refused; a revocation ends a live
 // allocation within 1 s.
 func TestTURNWithIssuedCredentials(t *testing.T) {
+	t.Parallel()
 	s := startTurnStack(t, nil)
 	peer := testnet.UDPEchoPeer(t).LocalAddr()
 	for _, network := range []string{"udp", "tcp"} {
@@ -225,6 +226,7 @@ func TestTURNWithIssuedCredentials(t *testing.T) {
 // TestTURNDenyList: without the test allow-list every reserved address and IPv4-in-IPv6
 // encoding is refused at CreatePermission.
 func TestTURNDenyList(t *testing.T) {
+	t.Parallel()
 	s := startTurnStack(t, func(c *turnsvc.Config) { c.AllowPeers = ""; c.MaxPermissions = 100 })
 	u, p, _ := s.issue(t, "prober")
 	c := s.client(t, "udp", u, p)
@@ -251,6 +253,7 @@ func TestTURNDenyList(t *testing.T) {
 
 // TestTURNQuotas: allocations per username and permissions per allocation hold.
 func TestTURNQuotas(t *testing.T) {
+	t.Parallel()
 	s := startTurnStack(t, func(c *turnsvc.Config) { c.UserQuota = 2; c.MaxPermissions = 1 })
 	u, p, _ := s.issue(t, "hoarder")
 	first := s.client(t, "udp", u, p)
@@ -273,6 +276,7 @@ func TestTURNQuotas(t *testing.T) {
 
 // TestGrpcurlAdminRPCs: the pinned grpcurl lists and calls the admin RPCs of credsvc and turnsvc.
 func TestGrpcurlAdminRPCs(t *testing.T) {
+	t.Parallel()
 	s := startTurnStack(t, nil)
 	u, p, _ := s.issue(t, "grpcurl-user")
 	if _, err := s.client(t, "udp", u, p).Allocate(); err != nil {
