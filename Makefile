@@ -43,10 +43,19 @@ run: ## run every service in one process on localhost (tuturu all)
 	go run ./cmd/tuturu all
 
 .PHONY: test
-# Most end-to-end tests wait on timers, restarts and ICE far more than they compute, so they run
-# eight at a time whatever the core count (browser scenarios are bounded by cores in e2e).
-test: lint check-generated test-web ensure-chromium ## lint, check gen/, run every test
+# Installing Chromium waits on the network while the checks compile, so the two run side by
+# side (output grouped per target). Most end-to-end tests wait on timers, restarts and ICE far
+# more than they compute, so they run eight at a time whatever the core count (browser scenarios
+# are bounded by the cores in e2e).
+test: ## lint, check gen/, run every test
+	@$(MAKE) --no-print-directory -j2 --output-sync=target ensure-chromium checks
 	go test -count=1 -parallel 8 ./...
+
+.PHONY: checks
+checks: ## lint, check gen/, the web client's unit tests (one after another)
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory check-generated
+	@$(MAKE) --no-print-directory test-web
 
 .PHONY: test-traces
 test-traces: ## a call through `tuturu all` read back from a real Jaeger v1.75.0 (first build: minutes)

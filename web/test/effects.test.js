@@ -71,6 +71,11 @@ class FakeSocket {
   serverClose(code) { this.readyState = 3; this.onclose?.({ code, reason: '' }); }
 }
 
+// Every signaling module a test opens, closed after it so that no real keepalive timer holds the
+// test process open.
+const opened = [];
+afterEach(() => { for (const sig of opened.splice(0)) sig.close(); });
+
 function setup() {
   FakeSocket.all = [];
   const actions = [];
@@ -82,6 +87,7 @@ function setup() {
     random: (n) => new Uint8Array(n).fill(7),
     WebSocketImpl: FakeSocket,
   });
+  opened.push(sig);
   return { sig, actions, warnings };
 }
 
