@@ -1,12 +1,10 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,6 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -25,7 +30,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
-	"github.com/tuturu/tuturu/internal/testproc"
 	"github.com/tuturu/tuturu/internal/testtls"
 )
 
@@ -36,59 +40,80 @@ const (
 	helmNamespace = "calls"
 )
 
-// helmBuild builds the Helm pinned in tools/helm/go.mod, once per test binary, and returns the
-// path of the executable go tool keeps in the build cache. Cold, that is several minutes on
-// two cores (6 min measured); cached, about a second.
-var helmBuild = sync.OnceValues(func() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	return testproc.GoTool(ctx, "../tools/helm/go.mod", "helm")
-})
-
-func helmBinary(t *testing.T) string {
+// helmTemplate renders the chart as `helm template` does, through Helm's own loader, engine and
+// manifest sorter (the version pinned in go.mod, as tools/helm/go.mod pins the CLI): values go
+// through YAML as a --values file would, and a template's fail or required comes back as the
+// error. Helm as a library compiles in a fraction of the time of the whole CLI.
+func helmTemplate(t *testing.T, values map[string]any) (string, error) {
 	t.Helper()
-	bin, err := helmBuild()
+	chrt, err := loader.Load(chartDir)
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("load chart: %w", err)
 	}
-	return bin
+	vals, err := common.ReadValues(valuesYAML(t, values))
+	if err != nil {
+		return "", fmt.Errorf("read values: %w", err)
+	}
+	opts := common.ReleaseOptions{Name: helmRelease, Namespace: helmNamespace, Revision: 1, IsInstall: true}
+	renderVals, err := chartutil.ToRenderValues(chrt, vals, opts, common.DefaultCapabilities.Copy())
+	if err != nil {
+		return "", fmt.Errorf("values: %w", err)
+	}
+	files, err := engine.Render(chrt, renderVals)
+	if err != nil {
+		return "", err
+	}
+	for name := range files {
+		if strings.HasSuffix(name, "NOTES.txt") {
+			delete(files, name)
+		}
+	}
+	hooks, sorted, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return "", fmt.Errorf("sort manifests: %w", err)
+	}
+	if len(hooks) > 0 {
+		return "", fmt.Errorf("the chart renders %d hooks; these checks expect none", len(hooks))
+	}
+	var b strings.Builder
+	for _, m := range sorted {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, m.Content)
+	}
+	return b.String(), nil
 }
 
-// helm runs the pinned Helm with its own empty home (no repositories, no plugins, no cache of
-// the developer's), bounded in time.
-func helm(t *testing.T, args ...string) (stdout, stderr string, err error) {
+// helmLint runs Helm's chart linter as `helm lint --strict` does: any warning fails. values nil
+// lints the chart's own defaults.
+func helmLint(t *testing.T, values map[string]any) error {
 	t.Helper()
-	bin := helmBinary(t)
-	home := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(baseEnv(),
-		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
-		"HELM_DATA_HOME="+filepath.Join(home, "data"),
-	)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("helm %v did not finish within a minute: %w", args, ctx.Err())
+	vals := map[string]any{}
+	if values != nil {
+		v, err := common.ReadValues(valuesYAML(t, values))
+		if err != nil {
+			return fmt.Errorf("read values: %w", err)
+		}
+		vals = v
 	}
-	return out.String(), errb.String(), err
+	var problems []string
+	for _, m := range lint.RunAll(chartDir, vals, helmNamespace).Messages {
+		if m.Severity >= support.WarningSev {
+			problems = append(problems, m.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("helm lint --strict: %s", strings.Join(problems, "; "))
+	}
+	return nil
 }
 
-// valuesFile writes values as a YAML file for --values.
-func valuesFile(t *testing.T, values map[string]any) string {
+// valuesYAML is values as a --values file would hold them.
+func valuesYAML(t *testing.T, values map[string]any) []byte {
 	t.Helper()
 	b, err := yaml.Marshal(values)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return b
 }
 
 // manifests is one rendering of the chart, every object decoded into its API type.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,12 +124,12 @@ func valInt(t *testing.T, v map[string]any, path string) int {
 	return n
 }
 
-// render runs helm template for the set and decodes what it renders.
+// render renders the chart for the set as helm template does and decodes what it renders.
 func render(t *testing.T, s helmSet) *manifests {
 	t.Helper()
-	out, stderr, err := helm(t, "template", helmRelease, chartDir, "--namespace", helmNamespace, "--values", valuesFile(t, s.values))
+	out, err := helmTemplate(t, s.values)
 	if err != nil {
-		t.Fatalf("helm template (%s): %v\n%s", s.name, err, stderr)
+		t.Fatalf("helm template (%s): %v", s.name, err)
 	}
 	return decodeManifests(t, out)
 }
@@ -136,14 +137,13 @@ func render(t *testing.T, s helmSet) *manifests {
 // TestHelmLint runs helm lint --strict on the chart's own defaults and on each values set.
 func TestHelmLint(t *testing.T) {
 	t.Parallel()
-	helmBinary(t)
 	// The bare defaults lint clean: a missing required value is only reported in lint mode.
-	if out, stderr, err := helm(t, "lint", "--strict", chartDir); err != nil {
-		t.Errorf("helm lint --strict (defaults): %v\n%s%s", err, out, stderr)
+	if err := helmLint(t, nil); err != nil {
+		t.Errorf("defaults: %v", err)
 	}
 	for _, s := range helmSets {
-		if out, stderr, err := helm(t, "lint", "--strict", chartDir, "--namespace", helmNamespace, "--values", valuesFile(t, s.values)); err != nil {
-			t.Errorf("helm lint --strict (%s): %v\n%s%s", s.name, err, out, stderr)
+		if err := helmLint(t, s.values); err != nil {
+			t.Errorf("%s: %v", s.name, err)
 		}
 	}
 }
@@ -165,9 +165,9 @@ func TestHelmRequiredValues(t *testing.T) {
 		{"credsvc on another store", vals{"turn": vals{"host": "turn.example.org"}, "credsvc": vals{"storage": vals{"type": "redis"}}}, "credsvc.storage.type must be bbolt or etcd"},
 		{"no credsvc replica", vals{"turn": vals{"host": "turn.example.org"}, "credsvc": vals{"replicas": 0, "storage": vals{"type": "etcd"}, "etcd": vals{"endpoints": []any{"http://etcd:2379"}}}}, "credsvc.replicas must be"},
 	} {
-		_, stderr, err := helm(t, "template", helmRelease, chartDir, "--namespace", helmNamespace, "--values", valuesFile(t, tc.values))
-		if err == nil || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%s: helm template: err %v, stderr %q; want a failure naming %q", tc.name, err, stderr, tc.want)
+		_, err := helmTemplate(t, tc.values)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: helm template: err %v; want a failure naming %q", tc.name, err, tc.want)
 		}
 	}
 }
@@ -364,5 +364,25 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 		if len(col.spans["gateway"]) == 0 {
 			t.Errorf("no spans from the gateway: %v", col.spans)
 		}
+	}
+}
+
+// TestHelmLibraryMatchesCLI: the checks render with Helm's packages from go.mod; operators install
+// with the CLI from tools/helm/go.mod. Both must be the same Helm.
+func TestHelmLibraryMatchesCLI(t *testing.T) {
+	t.Parallel()
+	version := func(modfile string) string {
+		b, err := os.ReadFile(modfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^\s*helm\.sh/helm/v4 (v\S+)`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("%s requires no helm.sh/helm/v4", modfile)
+		}
+		return string(m[1])
+	}
+	if lib, cli := version("../go.mod"), version("../tools/helm/go.mod"); lib != cli {
+		t.Fatalf("go.mod has Helm %s, tools/helm/go.mod %s: pin the same version in both", lib, cli)
 	}
 }
