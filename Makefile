@@ -46,10 +46,11 @@ run: ## run every service in one process on localhost (tuturu all)
 # Installing Chromium waits on the network while the checks compile, so the two run side by
 # side (output grouped per target). Most end-to-end tests wait on timers, restarts and ICE far
 # more than they compute, so they run eight at a time whatever the core count (browser scenarios
-# are bounded by the cores in e2e).
+# are bounded by the cores in e2e). go vet has run every analyzer in lint, so go test's own
+# vet pass is off.
 test: ## lint, check gen/, run every test
 	@$(MAKE) --no-print-directory -j2 --output-sync=target ensure-chromium checks
-	go test -count=1 -parallel 8 ./...
+	go test -count=1 -vet=off -parallel 8 ./...
 
 .PHONY: checks
 checks: ## lint, check gen/, the web client's unit tests (one after another)
