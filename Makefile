@@ -53,10 +53,16 @@ test: ## lint, check gen/, run every test
 	go test -count=1 -vet=off -parallel 8 ./...
 
 .PHONY: checks
-checks: ## lint, check gen/, the web client's unit tests (one after another)
+checks: ## lint, check gen/, build the test tools, the web client's unit tests (one after another)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory check-generated
+	@$(MAKE) --no-print-directory test-tools
 	@$(MAKE) --no-print-directory test-web
+
+.PHONY: test-tools
+test-tools: ## build the tools the tests run (grpcurl, pebble) once, so parallel test packages find them built
+	go tool -n -modfile=tools/grpcurl/go.mod grpcurl >/dev/null
+	go tool -n -modfile=tools/pebble/go.mod pebble >/dev/null
 
 .PHONY: test-traces
 test-traces: ## a call through `tuturu all` read back from a real Jaeger v1.75.0 (first build: minutes)

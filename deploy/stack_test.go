@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/coder/websocket"
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -288,7 +286,7 @@ func TestComposeStackWithoutDocker(t *testing.T) {
 	}
 
 	// A browser's join through the gateway: one trace through gateway, roomsvc and credsvc.
-	joinThroughGateway(ctx, t, procs["gateway"].addr, turnPort)
+	joinThroughGateway(t, procs["gateway"].addr, turnPort)
 
 	// docker compose down: SIGTERM, dependants first. Each flushes its telemetry.
 	for i := len(order) - 1; i >= 0; i-- {
@@ -340,47 +338,10 @@ func waitHealthy(ctx context.Context, t *testing.T, bin string, test []string, a
 	t.Fatalf("%v never passed: %s", argv, out)
 }
 
-func joinThroughGateway(ctx context.Context, t *testing.T, gatewayAddr, turnPort string) {
+func joinThroughGateway(t *testing.T, gatewayAddr, turnPort string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+gatewayAddr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial gateway /ws: %v", err)
+	// The TURN URL follows compose's TURN_HOST and TURN_PORT.
+	if answer := joinAnswer(t, gatewayAddr); !strings.Contains(answer, "turn:127.0.0.1:"+turnPort) {
+		t.Errorf("join answer has no turn:127.0.0.1:%s URL: %s", turnPort, answer)
 	}
-	defer c.CloseNow()
-	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"join-pin","pin":"246810"}`)); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("waiting for the join answer: %v", err)
-		}
-		var msg struct {
-			Type string `json:"type"`
-			Data struct {
-				IceServers []struct {
-					URLs any `json:"urls"`
-				} `json:"iceServers"`
-			} `json:"data"`
-			Error string `json:"error"`
-		}
-		if err := json.Unmarshal(b, &msg); err != nil {
-			t.Fatalf("gateway sent %q: %v", b, err)
-		}
-		if msg.Type == "error" {
-			t.Fatalf("join refused: %s", b)
-		}
-		if msg.Type != "join-pin" {
-			continue
-		}
-		// The TURN URL follows compose's TURN_HOST and TURN_PORT.
-		if !strings.Contains(string(b), "turn:127.0.0.1:"+turnPort) {
-			t.Errorf("join answer has no turn:127.0.0.1:%s URL: %s", turnPort, b)
-		}
-		break
-	}
-	_ = c.Write(ctx, websocket.MessageText, []byte(`{"type":"leave"}`))
-	c.Close(websocket.StatusNormalClosure, "")
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -27,13 +26,10 @@ const uiTimeout = 30 * time.Second
 // is resumed while the call keeps running; hang up on one, the other is told the peer left.
 func TestChromiumCall(t *testing.T) {
 	t.Parallel()
-	if !inLoopbackNamespace(t) {
+	s, b, ok := browserScenario(t, stackOptions{})
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	s := startStack(t, stackOptions{})
-	b := startChromium(t, ctx)
 	url := s.GatewayURL + "/?debug=1"
 	pin := nextPIN()
 
@@ -155,13 +151,10 @@ func TestChromiumCall(t *testing.T) {
 // goes through turnsvc, and both pages say Relayed.
 func TestChromiumRelayedCall(t *testing.T) {
 	t.Parallel()
-	if !inLoopbackNamespace(t) {
+	s, b, ok := browserScenario(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	s := startStack(t, stackOptions{Gateway: func(c *gateway.Config) { c.ForceRelay = true }})
-	b := startChromium(t, ctx)
 	url := s.GatewayURL + "/?debug=1"
 	alice, bob := b.relayedCall(t, url)
 	alice.expectRemoteFrames()
@@ -214,13 +207,10 @@ const noCameraJS = `(() => {
 // the other person receives its audio.
 func TestChromiumAudioOnly(t *testing.T) {
 	t.Parallel()
-	if !inLoopbackNamespace(t) {
+	s, b, ok := browserScenario(t, stackOptions{})
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	s := startStack(t, stackOptions{})
-	b := startChromium(t, ctx)
 	url := s.GatewayURL + "/?debug=1"
 	pin := nextPIN()
 

@@ -51,6 +51,19 @@ func chromiumPath() (string, error) {
 		"TUTURU_SKIP_BROWSER=1 skips the browser tests")
 }
 
+// browserScenario starts the services (with opt) and a Chromium for a browser test, bounded by
+// browserTimeout, in the loopback-only namespace. In the parent, which runs the test there, ok is
+// false and the test returns.
+func browserScenario(t *testing.T, opt stackOptions) (s *stack, b *browser, ok bool) {
+	t.Helper()
+	if !inLoopbackNamespace(t) {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	t.Cleanup(cancel)
+	return startStack(t, opt), startChromium(t, ctx), true
+}
+
 // browserSlots bounds the browser scenarios that run at once (the tests run in parallel).
 var browserSlots = make(chan struct{}, max(1, runtime.NumCPU()))
 

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	turnv1 "github.com/tuturu/tuturu/gen/tuturu/turn/v1"
 	"github.com/tuturu/tuturu/gen/tuturu/turn/v1/turnv1connect"
 	"github.com/tuturu/tuturu/internal/platform"
+	"github.com/tuturu/tuturu/internal/testproc"
 )
 
 // servicesOf lists, per running service, the RPC services it must expose.
@@ -243,13 +245,24 @@ func TestGrpcurlListAndHealth(t *testing.T) {
 	}
 }
 
+// grpcurlBuild builds the pinned grpcurl once per test binary (minutes cold on a busy 2-core
+// machine, under a second cached) and returns the path go tool keeps it at.
+var grpcurlBuild = sync.OnceValues(func() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	return testproc.GoTool(ctx, "../tools/grpcurl/go.mod", "grpcurl")
+})
+
 // grpcurl runs the repository's pinned grpcurl and returns its combined output.
 func grpcurl(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // first use builds it
+	bin, err := grpcurlBuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "-modfile=../tools/grpcurl/go.mod", "grpcurl"}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("grpcurl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -30,13 +30,10 @@ const safetyWordCount = 6
 // while waiting, and goes away when the other person leaves.
 func TestSafetyCodeMatches(t *testing.T) {
 	t.Parallel()
-	if !inLoopbackNamespace(t) {
+	s, b, ok := browserScenario(t, stackOptions{})
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	s := startStack(t, stackOptions{})
-	b := startChromium(t, ctx)
 	url := s.GatewayURL + "/?debug=1"
 	pin := nextPIN()
 
