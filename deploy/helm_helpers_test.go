@@ -50,10 +50,7 @@ func helmTemplate(t *testing.T, values map[string]any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("load chart: %w", err)
 	}
-	vals, err := common.ReadValues(valuesYAML(t, values))
-	if err != nil {
-		return "", fmt.Errorf("read values: %w", err)
-	}
+	vals := helmValues(t, values)
 	opts := common.ReleaseOptions{Name: helmRelease, Namespace: helmNamespace, Revision: 1, IsInstall: true}
 	renderVals, err := chartutil.ToRenderValues(chrt, vals, opts, common.DefaultCapabilities.Copy())
 	if err != nil {
@@ -86,16 +83,8 @@ func helmTemplate(t *testing.T, values map[string]any) (string, error) {
 // lints the chart's own defaults.
 func helmLint(t *testing.T, values map[string]any) error {
 	t.Helper()
-	vals := map[string]any{}
-	if values != nil {
-		v, err := common.ReadValues(valuesYAML(t, values))
-		if err != nil {
-			return fmt.Errorf("read values: %w", err)
-		}
-		vals = v
-	}
 	var problems []string
-	for _, m := range lint.RunAll(chartDir, vals, helmNamespace).Messages {
+	for _, m := range lint.RunAll(chartDir, helmValues(t, values), helmNamespace).Messages {
 		if m.Severity >= support.WarningSev {
 			problems = append(problems, m.Error())
 		}
@@ -106,14 +95,19 @@ func helmLint(t *testing.T, values map[string]any) error {
 	return nil
 }
 
-// valuesYAML is values as a --values file would hold them.
-func valuesYAML(t *testing.T, values map[string]any) []byte {
+// helmValues is values as Helm reads them from a --values file (through YAML, so numbers and
+// lists take the types Helm gives them); nil is an empty file.
+func helmValues(t *testing.T, values map[string]any) common.Values {
 	t.Helper()
 	b, err := yaml.Marshal(values)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	vals, err := common.ReadValues(b)
+	if err != nil {
+		t.Fatalf("values as Helm reads them: %v", err)
+	}
+	return vals
 }
 
 // manifests is one rendering of the chart, every object decoded into its API type.
