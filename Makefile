@@ -22,10 +22,16 @@ check-generated: ## fail if gen/ differs from a fresh buf generate
 	if ! diff -r gen "$$tmp/gen"; then echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
-lint: ## buf lint, buf format check, buf breaking against the v1 baseline, go vet, gofmt, go.mod tidy
+lint: lint-proto lint-go ## buf lint, buf format check, buf breaking against the v1 baseline, go vet, gofmt, go.mod tidy
+
+.PHONY: lint-proto
+lint-proto: ## buf lint, buf format check, buf breaking against the v1 baseline
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(BUF) breaking --against proto/v1-baseline.binpb
+
+.PHONY: lint-go
+lint-go: ## go vet, gofmt, go.mod tidy
 	go vet ./...
 	@out=$$(gofmt -l $(GO_FILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@# go mod tidy -diff prints a diff on stdout when go.mod/go.sum would change, and errors
@@ -43,19 +49,28 @@ run: ## run every service in one process on localhost (tuturu all)
 	go run ./cmd/tuturu all
 
 .PHONY: test
-# Installing Chromium waits on the network while the checks compile, so the two run side by
-# side (output grouped per target). Most end-to-end tests wait on timers, restarts and ICE far
-# more than they compute, so they run eight at a time whatever the core count (browser scenarios
-# are bounded by the cores in e2e). go vet has run every analyzer in lint, so go test's own
-# vet pass is off.
+# On a fresh machine most of the time goes to compiling: buf, go vet's dependencies (which the
+# tests then reuse), grpcurl. On two cores the Go tests, which mostly wait on timers, restarts
+# and ICE, leave a core idle for minutes. So buf's build and checks run beside the Go side:
+# Chromium's install and the Go checks side by side, then the Go tests (output grouped per
+# target). End-to-end tests run eight at a time whatever the core count (browser scenarios are
+# bounded by the cores in e2e). go vet has run every analyzer in lint-go, so go test's own vet
+# pass is off.
 test: ## lint, check gen/, run every test
-	@$(MAKE) --no-print-directory -j2 --output-sync=target ensure-chromium checks
+	@$(MAKE) --no-print-directory -j3 --output-sync=target checks-proto test-go
+
+.PHONY: test-go
+test-go: ensure-chromium checks-go ## the Go checks, then every Go test (Chromium installed first)
 	go test -count=1 -vet=off -parallel 8 ./...
 
-.PHONY: checks
-checks: ## lint, check gen/, build the test tools, the web client's unit tests (one after another)
-	@$(MAKE) --no-print-directory lint
+.PHONY: checks-proto
+checks-proto: ## buf lint, format and breaking, then gen/ against a fresh buf generate
+	@$(MAKE) --no-print-directory lint-proto
 	@$(MAKE) --no-print-directory check-generated
+
+.PHONY: checks-go
+checks-go: ## go vet, gofmt, tidy, build the test tools, the web client's unit tests
+	@$(MAKE) --no-print-directory lint-go
 	@$(MAKE) --no-print-directory test-tools
 	@$(MAKE) --no-print-directory test-web
 

@@ -10,6 +10,7 @@ import (
 // TestTrackingListenerSurvivesEMFILE: pion's accept loop stops at the first error, so running
 // out of file descriptors once must not end TURN over TCP or TLS for good.
 func TestTrackingListenerSurvivesEMFILE(t *testing.T) {
+	t.Parallel()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestLoopBudget(t *testing.T) {
+	t.Parallel()
 	b := newLoopBudget(250 * time.Millisecond)
 	now := b.last
 	if g := b.grant(now); g != 250*time.Millisecond {
@@ -40,6 +41,7 @@ func TestLoopBudget(t *testing.T) {
 }
 
 func TestIPLimiter(t *testing.T) {
+	t.Parallel()
 	l := newIPLimiter()
 	now := time.Now()
 	a, b := clientIP(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 1)}), clientIP(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 2)})
@@ -80,6 +82,7 @@ func TestIPLimiter(t *testing.T) {
 }
 
 func TestClientIP(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		addr net.Addr
 		want string
@@ -101,6 +104,7 @@ func TestClientIP(t *testing.T) {
 // TestClientLimitsSeparateTransports: draining an address's UDP bucket leaves its TCP/TLS
 // bucket whole, and the other way round.
 func TestClientLimitsSeparateTransports(t *testing.T) {
+	t.Parallel()
 	c := newClientLimits()
 	now := time.Now()
 	udp := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}

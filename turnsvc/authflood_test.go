@@ -22,7 +22,9 @@ import (
 // delivered, the attacker is throttled, and once the flood stops a fresh legitimate client
 // allocates. Run with a slow credsvc from one attacker address and as if the sources were
 // spoofed (the per-address limit lifted: the read loop's budget answers), and with a fast
-// credsvc from one address (the per-address limit answers).
+// credsvc from one address (the per-address limit answers). It is the one test here not marked
+// parallel: Go runs it alone before the parallel ones, so its flood takes no CPU from their
+// waits and theirs none from its delivery count.
 func TestAuthFloodKeepsRelaysFlowing(t *testing.T) {
 	for _, c := range []struct {
 		name    string
@@ -254,6 +256,7 @@ func (st *stream) waitAll(sent int, within time.Duration) int {
 // on the same address, which its handshake proved, still gets its credential looked up and
 // allocates.
 func TestSpoofedUDPKeepsTCPLookups(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))

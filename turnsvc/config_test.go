@@ -12,6 +12,7 @@ import (
 )
 
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		change func(*Config)
@@ -57,6 +58,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestConfigTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	testtls.NewCA(t).Issue(t, certFile, keyFile, 1, "127.0.0.1")
@@ -81,6 +83,7 @@ func TestConfigTLS(t *testing.T) {
 
 // TestAllocateTLS allocates over TURN-over-TLS and relays a datagram.
 func TestAllocateTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	testtls.NewCA(t).Issue(t, certFile, keyFile, 1, "127.0.0.1")

@@ -12,6 +12,7 @@ import (
 // new allocation's participant is unknown. It must be closed as revoked, not kept with no
 // participant (which no later revocation of that participant would match).
 func TestAllocationCreatedAfterParticipantRevocation(t *testing.T) {
+	t.Parallel()
 	newService := func() *Service {
 		return &Service{
 			log:   slog.New(slog.DiscardHandler),

@@ -23,6 +23,7 @@ func user(ttl time.Duration, id string) string {
 }
 
 func TestCredCacheHitMissAndLocalChecks(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int64
 	c := newCredCache(func(ctx context.Context, u, r string) verdict {
 		calls.Add(1)
@@ -69,6 +70,7 @@ func TestCredCacheHitMissAndLocalChecks(t *testing.T) {
 }
 
 func TestCredCacheExpiryOfPositiveEntry(t *testing.T) {
+	t.Parallel()
 	c := newCredCache(validIn(time.Hour, "p"))
 	now := time.Now()
 	c.now = func() time.Time { return now }
@@ -81,6 +83,7 @@ func TestCredCacheExpiryOfPositiveEntry(t *testing.T) {
 }
 
 func TestCredCacheNegativeTTL(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int64
 	c := newCredCache(func(context.Context, string, string) verdict {
 		calls.Add(1)
@@ -109,6 +112,7 @@ func heldValidate(release <-chan struct{}, calls *atomic.Int64) func(ctx context
 }
 
 func TestCredCacheSingleFlightAndBoundedWait(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var calls atomic.Int64
 	c := newCredCache(heldValidate(release, &calls))
@@ -137,6 +141,7 @@ func TestCredCacheSingleFlightAndBoundedWait(t *testing.T) {
 }
 
 func TestCredCacheRevocations(t *testing.T) {
+	t.Parallel()
 	c := newCredCache(validIn(time.Hour, "p1"))
 	u1, u2 := user(time.Hour, "p1"), user(time.Hour, "p1-second")
 	c.resolve(u1, "r", time.Second)
@@ -169,6 +174,7 @@ func TestCredCacheRevocations(t *testing.T) {
 }
 
 func TestCredCacheBound(t *testing.T) {
+	t.Parallel()
 	c := newCredCache(func(context.Context, string, string) verdict { return verdict{result: resultRevoked} })
 	c.maxEntries = 10
 	for i := range 50 {
@@ -188,6 +194,7 @@ func TestCredCacheBound(t *testing.T) {
 // TestCredCacheFlightCap: at most maxFlights Validate calls are in flight; beyond, a new
 // username is throttled at once, while a caller of a username already in flight shares it.
 func TestCredCacheFlightCap(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var calls atomic.Int64
 	c := newCredCache(heldValidate(release, &calls))

@@ -11,6 +11,7 @@ import (
 // A TCP connection that never speaks is closed after firstRead; one that spoke gets the idle
 // deadline instead.
 func TestTrackedConnDeadlines(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

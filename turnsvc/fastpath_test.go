@@ -15,6 +15,7 @@ import (
 // ChannelData is relayed both ways by the fast path with the same counters, and a closed
 // allocation leaves it at once.
 func TestFastPath(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
@@ -63,6 +64,7 @@ func TestFastPath(t *testing.T) {
 }
 
 func TestIsChannelData(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		b    []byte
 		want bool

@@ -179,6 +179,9 @@ func startCredsvc(t testing.TB, c *testCredsvc, token string) (string, func()) {
 	path, h := credv1connect.NewCredentialServiceHandler(c, opts...)
 	srv.Register(credv1connect.CredentialServiceName, path, h)
 	srv.StopTimeout = time.Second
+	// turnsvc's client may leave a connection the stop never sees idle; the default grace of a
+	// second before closing it would be most of a short test's time.
+	srv.StopIdleGrace = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
@@ -224,7 +227,9 @@ func testConfig(t testing.TB, credsvcURL string) Config {
 	cfg.AllowPeers = "127.0.0.0/8,::1/128"
 	cfg.UDPSockets = 2
 	cfg.SocketBuffer = 1 << 20
-	cfg.DrainTimeout = time.Second
+	// Most tests end with an allocation still live, so each stop waits this out; TestDrain
+	// sets its own.
+	cfg.DrainTimeout = 200 * time.Millisecond
 	cfg.AuthTimeout = time.Second
 	return cfg
 }

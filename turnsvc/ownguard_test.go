@@ -22,6 +22,7 @@ import (
 // EXTERNAL_IP (which the deny-list allows) included — and so are the interface addresses, their
 // directed broadcasts and the unspecified addresses.
 func TestGuardedOwnIPs(t *testing.T) {
+	t.Parallel()
 	ifaces := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128"),
 		netip.MustParsePrefix("10.9.9.9/24"), netip.MustParsePrefix("10.9.9.9/24")}
 	ifaceWant := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.255.255.255"),
@@ -61,6 +62,7 @@ func TestGuardedOwnIPs(t *testing.T) {
 }
 
 func TestDirectedBroadcast(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ prefix, want string }{
 		{"192.0.2.2/24", "192.0.2.255"},
 		{"127.0.0.1/8", "127.255.255.255"},
@@ -86,6 +88,7 @@ func TestDirectedBroadcast(t *testing.T) {
 // TestInterfaceIPs: the machine's own addresses include loopback with its prefix, so that
 // loopback's broadcast 127.255.255.255 is guarded.
 func TestInterfaceIPs(t *testing.T) {
+	t.Parallel()
 	ips, err := interfaceIPs()
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +102,7 @@ func TestInterfaceIPs(t *testing.T) {
 // refuses a broadcast the guard would not know (here with an empty guard): nothing reaches a
 // listener on 0.0.0.0.
 func TestRelaySocketRefusesBroadcast(t *testing.T) {
+	t.Parallel()
 	r := newRegistry(newStats(), 4, 4, 4)
 	gen := &relayGenerator{
 		inner: &turn.RelayAddressGeneratorPortRange{RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1",
@@ -147,6 +151,7 @@ func expectNothing(t *testing.T, c *net.UDPConn) {
 // address (here 127.0.0.3, a second address of the machine where some service happens to use
 // that number) is refused like any other port of it. Refusals are counted.
 func TestRelayGuardOwnPorts(t *testing.T) {
+	t.Parallel()
 	r := newRegistry(newStats(), 4, 4, 4)
 	from := openRelay(t, r)
 	to := openRelay(t, r)
@@ -196,6 +201,7 @@ func TestRelayGuardOwnPorts(t *testing.T) {
 
 // TestOwnGuardRefuses: the guard's decision for each kind of peer.
 func TestOwnGuardRefuses(t *testing.T) {
+	t.Parallel()
 	r := newRegistry(newStats(), 4, 4, 4)
 	relay := openRelay(t, r) // a live relay port on 127.0.0.1
 	g := &ownGuard{
@@ -239,6 +245,7 @@ func TestOwnGuardRefuses(t *testing.T) {
 
 // TestRelayIPs: relays are reached on EXTERNAL_IP and on TURN_LISTEN_HOST when specific.
 func TestRelayIPs(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		listen, external string
 		want             []string
@@ -270,6 +277,7 @@ func TestRelayIPs(t *testing.T) {
 // port of the same address — a second relayed caller — is still reached, and so is a peer on
 // an address that is not the server's.
 func TestOwnAddressGuard(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url) // TURN_LISTEN_HOST = EXTERNAL_IP = 127.0.0.1, loopback allowed
@@ -372,6 +380,7 @@ func relayPing(from, to net.PacketConn, msg string) error {
 // 127.255.255.255, and a real interface's when the machine has one), the limited broadcast or
 // multicast; each refusal is counted in peers.denied, and the relay still works afterwards.
 func TestBroadcastGuard(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, peer string
 		listen     netip.Prefix // the address turnsvc listens on (its relay address); zero: 127.0.0.1
@@ -463,6 +472,7 @@ func broadcastInterface(t *testing.T) (netip.Prefix, bool) {
 // starts, warns, and guards EXTERNAL_IP, TURN_LISTEN_HOST, the unspecified addresses and
 // loopback.
 func TestOwnGuardWithoutInterfaces(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, "http://127.0.0.1:1")
 	cfg.ListenHost, cfg.ExternalIP = "10.1.2.3", "8.8.8.8"
 	set, err := cfg.validate()

@@ -118,6 +118,7 @@ func wantSigned(t *testing.T, res *stun.Message, key []byte) {
 // valid MESSAGE-INTEGRITY; over TURN_MAX_PERMISSIONS, 508; with no peer address, 400; allowed
 // peers are granted and relay, and pion's own client sees the 403.
 func TestRefusalsCarryErrorCode(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)
@@ -207,6 +208,7 @@ func contains(s, sub string) bool {
 // TestIsErrorResponse: only STUN error responses are decoded on the way out; success
 // responses, indications and ChannelData pass untouched.
 func TestIsErrorResponse(t *testing.T) {
+	t.Parallel()
 	build := func(typ stun.MessageType) []byte {
 		m, err := stun.Build(stun.TransactionID, typ)
 		if err != nil {

@@ -25,6 +25,7 @@ func openRelay(t *testing.T, r *registry) *allocation {
 }
 
 func TestRegistryQuotaKeysPeersAndClose(t *testing.T) {
+	t.Parallel()
 	st := newStats()
 	r := newRegistry(st, 2, 3, 2)
 	client := func(port int) net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port} }
@@ -86,6 +87,7 @@ func TestRegistryQuotaKeysPeersAndClose(t *testing.T) {
 }
 
 func TestLimiter(t *testing.T) {
+	t.Parallel()
 	l := newLimiter(100_000) // burst is 50 kB
 	sent := 0
 	for l.allow(1000) {

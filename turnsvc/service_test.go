@@ -45,6 +45,7 @@ func getStats(t *testing.T, s *Service) *turnv1.GetStatsResponse {
 // TestAllocateAndRelay allocates over UDP and TCP with credsvc-validated credentials and relays
 // a datagram to a peer and back; the admin RPCs see the allocation and its traffic.
 func TestAllocateAndRelay(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
@@ -93,6 +94,7 @@ func TestAllocateAndRelay(t *testing.T) {
 // TestRefusedCredentials proves that wrong, expired, forged, malformed, unknown-secret and
 // revoked credentials get no allocation.
 func TestRefusedCredentials(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
@@ -136,6 +138,7 @@ func TestRefusedCredentials(t *testing.T) {
 // TestRevocationClosesAllocation: a revocation on the feed ends a live allocation within 1 s and
 // the relay stops carrying traffic; the credential is refused afterwards.
 func TestRevocationClosesAllocation(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
@@ -169,6 +172,7 @@ func TestRevocationClosesAllocation(t *testing.T) {
 // TestPeerDenyList: without the loopback exception, every reserved address and IPv4-in-IPv6
 // encoding is refused at CreatePermission; a public address is accepted.
 func TestPeerDenyList(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)
@@ -201,6 +205,7 @@ func TestPeerDenyList(t *testing.T) {
 
 // TestQuotas: allocations per username, permissions per allocation and total allocations.
 func TestQuotas(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)
@@ -258,6 +263,7 @@ type stunClient struct {
 // TestRefreshAfterExpiry: an allocation made with a valid credential keeps working after the
 // credential expires, while a new Allocate with it is refused.
 func TestRefreshAfterExpiry(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
@@ -285,6 +291,7 @@ func TestRefreshAfterExpiry(t *testing.T) {
 // TestCredsvcDown: with credsvc gone, confirmed credentials keep allocating, never-seen ones are
 // refused, and the stats say the feed is down.
 func TestCredsvcDown(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, stopCred := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)
@@ -313,6 +320,7 @@ func TestCredsvcDown(t *testing.T) {
 // refused rather than holding the read loop, and the answer, cached when it lands, serves the
 // retry without another call.
 func TestColdMissBoundedWait(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	cred.delay.Store(int64(400 * time.Millisecond))
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
@@ -335,6 +343,7 @@ func TestColdMissBoundedWait(t *testing.T) {
 
 // TestAdminRPCs calls the admin service with Connect and gRPC clients.
 func TestAdminRPCs(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	s, _ := startTurn(t, testConfig(t, url))
@@ -387,6 +396,7 @@ func TestAdminRPCs(t *testing.T) {
 // TestDrain: on shutdown new allocations are refused while live ones keep relaying until the
 // drain timeout, then everything is closed and Run returns.
 func TestDrain(t *testing.T) {
+	t.Parallel()
 	cred := newTestCredsvc()
 	url, _ := startCredsvc(t, cred, "internal-token-for-tests-0123456789")
 	cfg := testConfig(t, url)

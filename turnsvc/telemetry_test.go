@@ -19,6 +19,7 @@ import (
 // not traced), and the metrics of docs/observability.md carry the counts, with no username or
 // address as a label.
 func TestTelemetry(t *testing.T) {
+	t.Parallel()
 	spans := tracetest.NewSpanRecorder()
 	reader := sdkmetric.NewManualReader()
 	cred := newTestCredsvc()
