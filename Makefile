@@ -49,19 +49,24 @@ run: ## run every service in one process on localhost (tuturu all)
 	go run ./cmd/tuturu all
 
 .PHONY: test
-# On a fresh machine most of the time goes to compiling: buf, go vet's dependencies (which the
-# tests then reuse), grpcurl. On two cores the Go tests, which mostly wait on timers, restarts
-# and ICE, leave a core idle for minutes. So buf's build and checks run beside the Go side:
-# Chromium's install and the Go checks side by side, then the Go tests (output grouped per
-# target). End-to-end tests run eight at a time whatever the core count (browser scenarios are
+# On a fresh machine most of the time goes to compiling, and on two cores the compiles alone
+# keep both busy: go vet's dependencies (which the tools and the tests then reuse), grpcurl,
+# buf. The Go tests mostly wait on timers, restarts and ICE and leave a core idle for minutes,
+# so buf's build and checks run beside them, after go vet (so buf finds the packages it shares
+# with tuturu built), while Chromium installs next to the Go checks. Output is grouped per
+# target. End-to-end tests run eight at a time whatever the core count (browser scenarios are
 # bounded by the cores in e2e). go vet has run every analyzer in lint-go, so go test's own vet
 # pass is off.
 test: ## lint, check gen/, run every test
-	@$(MAKE) --no-print-directory -j3 --output-sync=target checks-proto test-go
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-go checks-proto-after-go
 
 .PHONY: test-go
 test-go: ensure-chromium checks-go ## the Go checks, then every Go test (Chromium installed first)
 	go test -count=1 -vet=off -parallel 8 ./...
+
+.PHONY: checks-proto-after-go
+checks-proto-after-go: checks-go
+	@$(MAKE) --no-print-directory checks-proto
 
 .PHONY: checks-proto
 checks-proto: ## buf lint, format and breaking, then gen/ against a fresh buf generate
