@@ -316,8 +316,9 @@ func TestBrowserStuckReaderDropped(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, stackOptions{
 		Gateway: func(c *gateway.Config) {
-			// a must keep answering pings while it writes on a loaded machine: 3 s.
-			c.PingInterval, c.PingTimeout = 300*time.Millisecond, 3*time.Second
+			// a answers pings between 60 KB writes; on a machine loaded by a compile beside the
+			// tests a pong took over 3 s, so a gets 8 s (b, which reads nothing, is dropped then).
+			c.PingInterval, c.PingTimeout = 300*time.Millisecond, 8*time.Second
 			c.Limits.MessagesPerSecond, c.Limits.MessageBurst = 1000, 1000
 		},
 		Roomsvc: func(c *roomsvc.Config) { c.ResumeGrace = 200 * time.Millisecond },
@@ -340,7 +341,7 @@ func TestBrowserStuckReaderDropped(t *testing.T) {
 		}
 	}()
 	big := []byte(`{"type":"offer","data":{"type":"offer","sdp":"` + strings.Repeat("x", 60<<10) + `"}}`)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for range 400 {
 		if err := a.c.Write(ctx, websocket.MessageText, big); err != nil {
@@ -354,7 +355,7 @@ func TestBrowserStuckReaderDropped(t *testing.T) {
 	}
 	select {
 	case <-left:
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("a: no peer-left after b stopped reading")
 	}
 }
