@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -364,25 +363,5 @@ func runChartStack(t *testing.T, bin string, s helmSet) {
 		if len(col.spans["gateway"]) == 0 {
 			t.Errorf("no spans from the gateway: %v", col.spans)
 		}
-	}
-}
-
-// TestHelmLibraryMatchesCLI: the checks render with Helm's packages from go.mod; operators install
-// with the CLI from tools/helm/go.mod. Both must be the same Helm.
-func TestHelmLibraryMatchesCLI(t *testing.T) {
-	t.Parallel()
-	version := func(modfile string) string {
-		b, err := os.ReadFile(modfile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := regexp.MustCompile(`(?m)^\s*helm\.sh/helm/v4 (v\S+)`).FindSubmatch(b)
-		if m == nil {
-			t.Fatalf("%s requires no helm.sh/helm/v4", modfile)
-		}
-		return string(m[1])
-	}
-	if lib, cli := version("../go.mod"), version("../tools/helm/go.mod"); lib != cli {
-		t.Fatalf("go.mod has Helm %s, tools/helm/go.mod %s: pin the same version in both", lib, cli)
 	}
 }

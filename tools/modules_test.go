@@ -1,10 +1,10 @@
 package tools
 
 import (
-	"encoding/json"
-	"os/exec"
+	"os"
 	"testing"
 
+	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/semver"
 )
 
@@ -12,22 +12,23 @@ import (
 // are built only by opt-in targets, so their requirements are left as their own releases pin.
 var testedTools = []string{"buf", "grpcurl", "pebble"}
 
-// requirements reads a go.mod's requirements as `go mod edit -json` reports them.
+// requirements reads a go.mod's requirements: module path to version.
 func requirements(t *testing.T, gomod string) map[string]string {
 	t.Helper()
-	out, err := exec.Command("go", "mod", "edit", "-json", gomod).Output()
+	data, err := os.ReadFile(gomod)
 	if err != nil {
-		t.Fatalf("go mod edit -json %s: %v", gomod, err)
+		t.Fatal(err)
 	}
-	var parsed struct {
-		Require []struct{ Path, Version string }
+	f, err := modfile.Parse(gomod, data, nil)
+	if err != nil {
+		t.Fatalf("parse %s: %v", gomod, err)
 	}
-	if err := json.Unmarshal(out, &parsed); err != nil {
-		t.Fatalf("decode go mod edit -json %s: %v", gomod, err)
+	if len(f.Require) == 0 {
+		t.Fatalf("%s lists no requirements", gomod)
 	}
-	versions := make(map[string]string, len(parsed.Require))
-	for _, r := range parsed.Require {
-		versions[r.Path] = r.Version
+	versions := make(map[string]string, len(f.Require))
+	for _, r := range f.Require {
+		versions[r.Mod.Path] = r.Mod.Version
 	}
 	return versions
 }
@@ -39,21 +40,28 @@ func requirements(t *testing.T, gomod string) map[string]string {
 func TestToolsRequireNoOlderVersionThanTuturu(t *testing.T) {
 	t.Parallel()
 	tuturu := requirements(t, "../go.mod")
-	if len(tuturu) == 0 {
-		t.Fatal("../go.mod lists no requirements")
-	}
 	for _, tool := range testedTools {
 		gomod := tool + "/go.mod"
-		required := requirements(t, gomod)
-		if len(required) == 0 {
-			t.Fatalf("%s lists no requirements", gomod)
-		}
-		for path, version := range required {
+		for path, version := range requirements(t, gomod) {
 			ours, shared := tuturu[path]
 			if shared && semver.Compare(version, ours) < 0 {
 				t.Errorf("%s requires %s %s, older than go.mod's %s: raise it with "+
 					"`cd tools/%s && go get %s@%s && go mod tidy`", gomod, path, version, ours, tool, path, ours)
 			}
 		}
+	}
+}
+
+// TestHelmLibraryMatchesCLI: deploy's chart checks render with Helm's packages from go.mod;
+// operators install with the CLI from tools/helm/go.mod. Both must be the same Helm.
+func TestHelmLibraryMatchesCLI(t *testing.T) {
+	t.Parallel()
+	const helm = "helm.sh/helm/v4"
+	lib, cli := requirements(t, "../go.mod")[helm], requirements(t, "helm/go.mod")[helm]
+	if lib == "" || cli == "" {
+		t.Fatalf("%s: go.mod requires %q, tools/helm/go.mod %q; both must require it", helm, lib, cli)
+	}
+	if lib != cli {
+		t.Fatalf("go.mod has Helm %s, tools/helm/go.mod %s: pin the same version in both", lib, cli)
 	}
 }
